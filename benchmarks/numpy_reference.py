@@ -1,0 +1,229 @@
+"""Pure-NumPy reference multilayer perceptron for ``fastbp``.
+
+This module is both the benchmark baseline and the test oracle for the
+compiled core, so it follows the core's conventions exactly:
+
+* A network is a list of layers; layer ``l`` has ``W`` of shape
+  ``(n_in, n_out)`` and ``b`` of shape ``(n_out,)``.  Everything is kept in
+  the model dtype (float32 or float64), including inputs, targets,
+  activations, gradients and momentum buffers.
+* Forward: ``Z = A_prev @ W + b``; ``A = act(Z)``.  Activations:
+  ``identity``, ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu``
+  (``where(z > 0, z, 0.01 * z)``).  Derivatives are written from the output
+  ``a``: sigmoid ``a*(1-a)``, tanh ``1-a*a``, relu ``a > 0``, leaky_relu
+  ``where(a > 0, 1, 0.01)``, identity ``1``.
+* Losses (means over the batch of ``B`` rows and ``O`` outputs):
+  ``mse`` = mean((A - Y)**2) on the activated output, ``dA = 2*(A-Y)/(B*O)``;
+  ``cross_entropy`` on raw logits with integer targets, ``dZ = (softmax(Z) -
+  onehot(y)) / B``; ``binary_cross_entropy`` on raw logits,
+  ``mean(max(z,0) - z*y + log1p(exp(-|z|)))``, ``dZ = (sigmoid(Z) - Y)/(B*O)``.
+  For the two cross entropies the last activation must be ``identity``.
+* Backward: ``dW = A_prev.T @ dZ``, ``db = dZ.sum(0)``,
+  ``dA_prev = dZ @ W.T``, ``dZ_prev = dA_prev * act'(A_prev)``.
+* Optional L2 penalty on weights only: objective = loss + wd/2 * sum ||W||^2.
+* SGD as ``torch.optim.SGD`` (dampening 0, decay on weights only):
+  ``g = grad (+ wd*W)``; if momentum: ``v = momentum*v + g`` and
+  ``g = g + momentum*v`` (nesterov) or ``g = v``; ``p -= lr * g``.
+* An epoch uses the batches ``order[s:s+batch_size]`` for
+  ``s in range(0, n, batch_size)``; the last partial batch is kept.
+* Default initialisation: ``rng = numpy.random.default_rng(seed)``; per layer
+  ``W = rng.uniform(-bound, bound, (n_in, n_out))`` drawn in float64 and cast,
+  ``bound = sqrt(6/n_in)`` for relu/leaky_relu, else ``sqrt(6/(n_in+n_out))``;
+  biases are zero.
+"""
+
+import numpy as np
+
+LEAKY_SLOPE = 0.01
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu")
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
+
+
+def sigmoid(z):
+    """Numerically stable logistic function (no overflow for large |z|)."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softmax(z):
+    """Row-wise softmax, computed with the row maximum subtracted."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+_FORWARD = {
+    "identity": lambda z: z,
+    "sigmoid": sigmoid,
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0),
+    "leaky_relu": lambda z: np.where(z > 0, z, LEAKY_SLOPE * z),
+}
+
+# dZ = dA * act'(a), with the derivative written from the output a.
+_BACKWARD = {
+    "identity": lambda dA, a: dA,
+    "sigmoid": lambda dA, a: dA * (a * (1 - a)),
+    "tanh": lambda dA, a: dA * (1 - a * a),
+    "relu": lambda dA, a: dA * (a > 0),
+    "leaky_relu": lambda dA, a: np.where(a > 0, dA, LEAKY_SLOPE * dA),
+}
+
+
+class NumpyMLP:
+    """A multilayer perceptron trained with minibatch SGD, in plain NumPy."""
+
+    def __init__(self, sizes, activations, loss, dtype="float32", seed=0, weights=None):
+        sizes = [int(n) for n in sizes]
+        activations = list(activations)
+        if len(sizes) < 2 or len(activations) != len(sizes) - 1:
+            raise ValueError("need len(activations) == len(sizes) - 1 >= 1")
+        for name in activations:
+            if name not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {name!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}")
+        if loss != "mse" and activations[-1] != "identity":
+            raise ValueError(f"{loss} takes raw logits: last activation must be 'identity'")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError("dtype must be float32 or float64")
+        self.sizes, self.activations, self.loss = sizes, activations, loss
+
+        if weights is None:
+            rng = np.random.default_rng(seed)
+            weights = []
+            for n_in, n_out, act in zip(sizes[:-1], sizes[1:], activations):
+                fan = n_in if act in ("relu", "leaky_relu") else n_in + n_out
+                bound = np.sqrt(6.0 / fan)
+                W = rng.uniform(-bound, bound, size=(n_in, n_out))
+                weights.append((W, np.zeros(n_out)))
+        if len(weights) != len(activations):
+            raise ValueError("need one (W, b) pair per layer")
+        self.params = []
+        for (W, b), n_in, n_out in zip(weights, sizes[:-1], sizes[1:]):
+            W = np.array(W, dtype=self.dtype)  # always a copy
+            b = np.array(b, dtype=self.dtype)
+            if W.shape != (n_in, n_out) or b.shape != (n_out,):
+                raise ValueError(f"expected W {(n_in, n_out)} and b {(n_out,)}, "
+                                 f"got {W.shape} and {b.shape}")
+            self.params.append([W, b])
+        self.velocities = None  # momentum buffers, created on first use
+
+    @property
+    def weights(self):
+        return [W for W, _ in self.params]
+
+    @property
+    def biases(self):
+        return [b for _, b in self.params]
+
+    # ------------------------------------------------------------------ utils
+    def _inputs(self, X):
+        return np.asarray(X, dtype=self.dtype)
+
+    def _targets(self, y):
+        if self.loss == "cross_entropy":
+            return np.asarray(y).astype(np.intp, copy=False)
+        return np.asarray(y, dtype=self.dtype)
+
+    # --------------------------------------------------------------- forward
+    def _forward(self, X):
+        """Return the list of activations [X, A_1, ..., A_L]."""
+        A = [X]
+        for (W, b), act in zip(self.params, self.activations):
+            A.append(_FORWARD[act](A[-1] @ W + b))
+        return A
+
+    def forward(self, X):
+        """Network output: logits for the cross entropies, activated output for mse."""
+        return self._forward(self._inputs(X))[-1]
+
+    def predict(self, X):
+        """Probabilities: softmax (cross_entropy), sigmoid (binary_cross_entropy),
+        or the output itself (mse)."""
+        out = self.forward(X)
+        if self.loss == "cross_entropy":
+            return softmax(out)
+        if self.loss == "binary_cross_entropy":
+            return sigmoid(out)
+        return out
+
+    # -------------------------------------------------------------- backward
+    def _loss_and_output_delta(self, out, y):
+        """Data loss and dL/dZ for the last layer."""
+        B = out.shape[0]
+        if self.loss == "mse":
+            diff = out - y
+            loss = np.mean(diff * diff)
+            dA = 2 * diff / diff.size
+            return loss, _BACKWARD[self.activations[-1]](dA, out)
+        if self.loss == "cross_entropy":
+            shifted = out - out.max(axis=1, keepdims=True)
+            e = np.exp(shifted)
+            s = e.sum(axis=1, keepdims=True)
+            rows = np.arange(B)
+            loss = np.mean(np.log(s[:, 0]) - shifted[rows, y])
+            dZ = e / s
+            dZ[rows, y] -= 1
+            dZ /= B
+            return loss, dZ
+        # binary_cross_entropy on logits
+        loss = np.mean(np.maximum(out, 0) - out * y + np.log1p(np.exp(-np.abs(out))))
+        return loss, (sigmoid(out) - y) / out.size
+
+    def _data_loss_and_gradients(self, X, y):
+        """Data loss (no penalty) and [(dW, db), ...] of the data loss."""
+        A = self._forward(X)
+        loss, dZ = self._loss_and_output_delta(A[-1], y)
+        grads = [None] * len(self.params)
+        for l in range(len(self.params) - 1, -1, -1):
+            grads[l] = (A[l].T @ dZ, dZ.sum(axis=0))
+            if l > 0:
+                dA = dZ @ self.params[l][0].T
+                dZ = _BACKWARD[self.activations[l - 1]](dA, A[l])
+        return loss, grads
+
+    def _penalty(self, weight_decay):
+        return weight_decay / 2 * sum(np.sum(W * W) for W, _ in self.params)
+
+    def loss_and_gradients(self, X, y, weight_decay=0.0):
+        """Objective (data loss + wd/2 * sum ||W||^2) and its gradients
+        [(dW, db), ...] (dW includes + wd*W; biases are not decayed)."""
+        loss, grads = self._data_loss_and_gradients(self._inputs(X), self._targets(y))
+        weight_decay = self.dtype.type(weight_decay)
+        if weight_decay:
+            loss = loss + self._penalty(weight_decay)
+            grads = [(dW + weight_decay * W, db) for (dW, db), (W, _) in zip(grads, self.params)]
+        return float(loss), grads
+
+    # -------------------------------------------------------------- training
+    def sgd_step(self, X, y, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        """One SGD update (torch.optim.SGD semantics); returns the batch data loss."""
+        loss, grads = self._data_loss_and_gradients(self._inputs(X), self._targets(y))
+        # NumPy scalars (unlike Python floats) would upcast float32 arrays.
+        lr, momentum, weight_decay = (self.dtype.type(v) for v in (lr, momentum, weight_decay))
+        if momentum and self.velocities is None:
+            self.velocities = [[np.zeros_like(W), np.zeros_like(b)] for W, b in self.params]
+        for l, ((W, b), (dW, db)) in enumerate(zip(self.params, grads)):
+            if weight_decay:
+                dW = dW + weight_decay * W
+            for i, (p, g) in enumerate(((W, dW), (b, db))):
+                if momentum:
+                    v = self.velocities[l][i]
+                    v *= momentum
+                    v += g
+                    g = g + momentum * v if nesterov else v
+                p -= lr * g
+        return float(loss)
+
+    def train_epoch(self, X, y, order, batch_size, lr, momentum=0.0, nesterov=False,
+                    weight_decay=0.0):
+        """One pass over the rows in ``order`` in minibatches (last partial batch
+        kept); returns the mean of the per-batch data losses."""
+        X, y = self._inputs(X), self._targets(y)
+        order = np.asarray(order)
+        losses = []
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            losses.append(self.sgd_step(X[idx], y[idx], lr, momentum, nesterov, weight_decay))
+        return float(np.mean(losses))

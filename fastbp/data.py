@@ -1,0 +1,97 @@
+"""Input validation and conversion: done once per call, before any C code runs.
+
+Every public entry point funnels its arrays through here, so a bad input raises a clear
+``TypeError``/``ValueError`` naming the argument before the model is touched, and any
+array-like (lists, Fortran-ordered, strided, read-only, memmapped, integer, big-endian)
+becomes one C-contiguous array of the model's dtype.
+"""
+import numbers
+
+import numpy as np
+
+from .losses import Loss
+
+_EMPTY_LABELS = np.zeros(0, dtype=np.intp)
+
+
+def _as_array(value, name):
+    if hasattr(value, "toarray") and hasattr(value, "nnz"):
+        raise TypeError(f"{name} is a sparse matrix; pass {name}.toarray() instead")
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to an array: {error}") from None
+    kind = array.dtype.kind
+    if kind not in "biuf":
+        what = {"c": "complex", "O": "object", "U": "string", "S": "bytes"}.get(kind, str(array.dtype))
+        raise TypeError(f"{name} must hold real numbers, got {what} dtype")
+    return array
+
+
+def _check_finite(array, name):
+    # min/max propagate NaN and expose inf without allocating a boolean temporary.
+    if array.size and not (np.isfinite(array.min()) and np.isfinite(array.max())):
+        raise ValueError(f"{name} contains NaN or infinity")
+
+
+def check_X(X, n_features, dtype, name="X"):
+    """Return X as a finite, C-contiguous (n_samples, n_features) array of ``dtype``."""
+    array = _as_array(X, name)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} has 0 samples")
+    if array.shape[1] != n_features:
+        raise ValueError(f"{name} has {array.shape[1]} features, but the model expects {n_features}")
+    array = np.ascontiguousarray(array, dtype=dtype)
+    _check_finite(array, name)
+    return array
+
+
+def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
+    """Return ``(Y, labels)`` for the C core: dense targets (mse, bce) or class indices
+    (cross-entropy, from integer labels or one-hot rows); the unused one is empty."""
+    array = _as_array(y, name)
+    if array.ndim == 0 or array.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {array.shape}")
+    if array.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} samples but {name} has {array.shape[0]}")
+    _check_finite(array, name)
+    empty_Y = np.zeros((0, n_outputs), dtype=dtype)
+    if loss == Loss.CROSS_ENTROPY:
+        return empty_Y, _class_labels(array, n_outputs, name)
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.shape[1] != n_outputs:
+        raise ValueError(f"{name} has {array.shape[1]} columns, but the model has {n_outputs} outputs")
+    if loss == Loss.BINARY_CROSS_ENTROPY and array.size and (array.min() < 0 or array.max() > 1):
+        raise ValueError(f"{name} must lie in [0, 1] for loss='binary_cross_entropy'")
+    return np.ascontiguousarray(array, dtype=dtype), _EMPTY_LABELS
+
+
+def _class_labels(array, n_classes, name):
+    if array.ndim == 2:
+        if array.shape[1] != n_classes:
+            raise ValueError(f"{name} is 2-D, so it must be one-hot with {n_classes} columns "
+                             f"(one per output), got {array.shape[1]}")
+        is_one = array == 1
+        if not (np.all(is_one | (array == 0)) and np.all(is_one.sum(axis=1) == 1)):
+            raise ValueError(f"{name} is 2-D but not one-hot (each row needs one 1, rest 0)")
+        return np.argmax(array, axis=1).astype(np.intp)
+    if array.dtype.kind == "f" and np.any(array != np.round(array)):
+        raise ValueError(f"{name} must hold integer class labels for loss='cross_entropy', "
+                         "got non-integer values")
+    if array.dtype.kind == "b":
+        array = array.astype(np.intp)
+    if array.size and (array.min() < 0 or array.max() >= n_classes):
+        raise ValueError(f"{name} holds labels in [{array.min()}, {array.max()}], but the model "
+                         f"has {n_classes} outputs, so labels must be in [0, {n_classes - 1}]")
+    return np.ascontiguousarray(array, dtype=np.intp)
+
+
+def check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)

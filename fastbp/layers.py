@@ -1,0 +1,62 @@
+"""Layer specs (frozen, shareable between models) and their views into a model's parameters."""
+from dataclasses import dataclass
+
+from .activations import activation_code, activation_name
+from .data import check_positive_int
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A fully connected layer: ``a = activation(x @ W + b)``.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the input, ``x`` of shape (batch, in_features).
+    out_features : int
+        Width of the output; ``W`` has shape (in_features, out_features), ``b`` (out_features,).
+    activation : str or None
+        One of ``"identity"`` (or None), ``"sigmoid"``, ``"tanh"``, ``"relu"``,
+        ``"leaky_relu"`` (negative slope 0.01).
+    """
+
+    in_features: int
+    out_features: int
+    activation: str = "identity"
+
+    def __post_init__(self):
+        object.__setattr__(self, "in_features", check_positive_int(self.in_features, "in_features"))
+        object.__setattr__(self, "out_features", check_positive_int(self.out_features, "out_features"))
+        object.__setattr__(self, "activation", activation_name(activation_code(self.activation)))
+
+    @property
+    def activation_code(self):
+        return activation_code(self.activation)
+
+    def __repr__(self):
+        return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r})"
+
+
+class BoundDense:
+    """A :class:`Dense` spec with live NumPy views of its model's parameters.
+
+    Attributes
+    ----------
+    spec : Dense
+    weight : ndarray of shape (in_features, out_features)
+        Writable view into the model's flat parameter buffer.
+    bias : ndarray of shape (out_features,)
+        Writable view into the model's flat parameter buffer.
+    """
+
+    __slots__ = ("spec", "weight", "bias")
+
+    def __init__(self, spec, weight, bias):
+        self.spec, self.weight, self.bias = spec, weight, bias
+
+    in_features = property(lambda self: self.spec.in_features)
+    out_features = property(lambda self: self.spec.out_features)
+    activation = property(lambda self: self.spec.activation)
+
+    def __repr__(self):
+        return repr(self.spec)

@@ -1,0 +1,280 @@
+"""Sequential: a stack of Dense layers compiled to one Plan, with training and inference."""
+import numpy as np
+
+from . import _core
+from .activations import Activation
+from .data import check_positive_int, check_targets, check_X
+from .layers import BoundDense, Dense
+from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
+from .optimizers import SGD
+from .plan import Plan
+from .training import raise_for_status, run_epochs
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_RELU_FAMILY = (Activation.RELU, Activation.LEAKY_RELU)
+
+
+def _check_dtype(dtype):
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
+    if dtype not in _DTYPES:
+        raise ValueError("dtype must be 'float32' or 'float64'")
+    return dtype
+
+
+class Sequential:
+    """A multilayer perceptron: Dense layers applied in order, trained by backpropagation.
+
+    Parameters
+    ----------
+    layers : sequence of Dense
+        Consecutive widths must chain: ``layers[i].out_features == layers[i+1].in_features``.
+    loss : {"mse", "cross_entropy", "binary_cross_entropy"}, default "mse"
+        ``cross_entropy`` applies softmax and ``binary_cross_entropy`` applies sigmoid to the
+        last layer's raw outputs (logits), so that layer must have ``activation=None``.
+        ``mse`` is computed on the last layer's activated output.
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of parameters and arithmetic; inputs are converted once per call.
+    seed : int or None
+        Seeds initialisation (He-uniform for relu-family layers, Glorot-uniform otherwise,
+        zero biases) and shuffling; a fixed seed makes training bitwise repeatable at a fixed
+        BLAS thread count.
+
+    Attributes
+    ----------
+    layers : tuple of BoundDense
+        Each layer's spec with ``weight`` (in_features, out_features) and ``bias``
+        (out_features,) as writable views into :attr:`parameters`.
+    parameters : ndarray of shape (n_parameters,)
+        The flat parameter buffer: all weights (row-major, layer order), then all biases.
+    """
+
+    def __init__(self, layers, loss="mse", dtype="float32", seed=None):
+        specs = tuple(layers)
+        if not specs:
+            raise ValueError("layers must hold at least one Dense layer")
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, Dense):
+                raise TypeError(f"layers[{i}] must be a fastbp.Dense, got {type(spec).__name__}")
+            if i and spec.in_features != specs[i - 1].out_features:
+                raise ValueError(
+                    f"layers[{i}].in_features={spec.in_features} does not match "
+                    f"layers[{i - 1}].out_features={specs[i - 1].out_features}")
+        self._loss = loss_code(loss)
+        check_output_activation(self._loss, specs[-1].activation_code, len(specs) - 1)
+        self._specs = specs
+        self._plan = Plan(specs, self._loss, _check_dtype(dtype))
+        self._rng = np.random.default_rng(seed)
+        self._optimizer = None
+        self._initialise()
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def loss(self):
+        return self._loss.name.lower()
+
+    @property
+    def dtype(self):
+        return self._plan.dtype
+
+    @property
+    def n_features(self):
+        return self._specs[0].in_features
+
+    @property
+    def n_outputs(self):
+        return self._specs[-1].out_features
+
+    @property
+    def parameters(self):
+        return self._plan.params
+
+    @property
+    def layers(self):
+        plan = self._plan
+        return tuple(BoundDense(spec, plan.weight(plan.params, i), plan.bias(plan.params, i))
+                     for i, spec in enumerate(self._specs))
+
+    @property
+    def optimizer(self):
+        """The optimizer the model last trained with (its state lives in the model)."""
+        return self._optimizer
+
+    def __repr__(self):
+        layers = ",\n    ".join(repr(spec) for spec in self._specs)
+        return (f"Sequential([\n    {layers}],\n    loss={self.loss!r}, dtype={self.dtype.name!r}, "
+                f"n_parameters={self._plan.n_params})")
+
+    def _initialise(self):
+        for layer in self.layers:
+            fan_in, fan_out = layer.weight.shape
+            if layer.spec.activation_code in _RELU_FAMILY:
+                bound = np.sqrt(6.0 / fan_in)
+            else:
+                bound = np.sqrt(6.0 / (fan_in + fan_out))
+            layer.weight[...] = self._rng.uniform(-bound, bound, size=(fan_in, fan_out))
+            layer.bias[...] = 0
+
+    # ------------------------------------------------------------------ inputs
+    def _check_X(self, X):
+        return check_X(X, self.n_features, self.dtype)
+
+    def _check_Xy(self, X, y):
+        X = self._check_X(X)
+        Y, labels = check_targets(y, X.shape[0], self.n_outputs, self._loss, self.dtype)
+        return X, Y, labels
+
+    def _use_optimizer(self, optimizer):
+        """Validate ``optimizer`` and make its state ready, keeping it across calls with the
+        same instance; a new instance starts from zero state."""
+        if optimizer is None:
+            optimizer = self._optimizer or SGD(lr=0.01, momentum=0.9)
+        if not isinstance(optimizer, SGD):
+            raise TypeError(f"optimizer must be a fastbp.SGD, got {type(optimizer).__name__}")
+        optimizer.check()
+        size = optimizer.state_size(self._plan.n_params)
+        if optimizer is not self._optimizer or self._plan.state.shape[0] != size:
+            self._plan.reset_state(size)
+            self._optimizer = optimizer
+        return optimizer
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, X):
+        """Network output for each row of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs)
+            Class probabilities (softmax) for ``cross_entropy``, per-output probabilities
+            (sigmoid) for ``binary_cross_entropy``, the last layer's output for ``mse``.
+        """
+        X = self._check_X(X)
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        self._plan.ensure_capacity(self._plan.predict_rows(X.shape[0]))
+        _core.forward(self._plan, X, out, True)
+        return out
+
+    def evaluate(self, X, y):
+        """Mean loss on (X, y) and, for classification losses, accuracy.
+
+        Returns
+        -------
+        dict
+            ``{"loss": float}``, plus ``"accuracy"``: the fraction of rows whose arg-max
+            output is the label (``cross_entropy``), or of outputs whose sigmoid falls on
+            the target's side of 0.5 (``binary_cross_entropy``).
+        """
+        X, Y, labels = self._check_Xy(X, y)
+        logits = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        self._plan.ensure_capacity(self._plan.predict_rows(X.shape[0]))
+        result = {"loss": float(_core.evaluate(self._plan, X, Y, labels, logits))}
+        if self._loss == Loss.CROSS_ENTROPY:
+            result["accuracy"] = float(np.mean(np.argmax(logits, axis=1) == labels))
+        elif self._loss in CLASSIFICATION:
+            result["accuracy"] = float(np.mean((logits > 0) == (Y > 0.5)))
+        return result
+
+    # ------------------------------------------------------------------ training
+    def gradients(self, X, y, weight_decay=0.0):
+        """Loss and its gradients on (X, y) as one batch; parameters are not changed.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like
+            Class labels of shape (n_samples,) or one-hot rows for ``cross_entropy``;
+            targets of shape (n_samples, n_outputs) (or (n_samples,) for one output) otherwise.
+        weight_decay : float, default 0.0
+            Adds ``weight_decay / 2 * sum(||W||²)`` (weights only) to the loss.
+
+        Returns
+        -------
+        loss : float
+        grads : list of (dW, db)
+            One pair per Dense layer, shaped like its weight and bias (copies).
+        """
+        weight_decay = SGD(weight_decay=weight_decay).weight_decay
+        X, Y, labels = self._check_Xy(X, y)
+        plan = self._plan
+        plan.ensure_capacity(X.shape[0])
+        loss = _core.gradients(plan, X, Y, labels, weight_decay)
+        grads = [(plan.weight(plan.grads, i).copy(), plan.bias(plan.grads, i).copy())
+                 for i in range(len(self._specs))]
+        return float(loss), grads
+
+    def train_step(self, X, y, optimizer=None):
+        """One optimizer update on exactly this batch; returns its loss (before the update).
+
+        Optimizer state (momentum) carries over between calls with the same optimizer.
+        """
+        X, Y, labels = self._check_Xy(X, y)
+        optimizer = self._use_optimizer(optimizer)
+        self._plan.ensure_capacity(X.shape[0])
+        status, loss_sum, n_batches = _core.train_epoch(
+            self._plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer.lr,
+            optimizer.momentum, optimizer.nesterov, optimizer.weight_decay)
+        raise_for_status(status, n_batches, "train_step")
+        return loss_sum / X.shape[0]
+
+    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, verbose=0):
+        """Train by mini-batch backpropagation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like
+            As for :meth:`gradients`.
+        epochs : int, default 10
+        batch_size : int, default 32
+            The last batch of an epoch holds the remaining rows (it is not dropped).
+        optimizer : SGD, optional
+            Defaults to the optimizer of the previous call, or ``SGD(lr=0.01, momentum=0.9)``.
+        shuffle : bool, default True
+            Draw a new row order each epoch from the model's seeded generator.
+        verbose : int, default 0
+            1 prints one line per epoch.
+
+        Returns
+        -------
+        History
+            Per-epoch loss and time.
+
+        Raises
+        ------
+        DivergenceError
+            If the loss or parameters become non-finite; the model keeps finite parameters.
+        """
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        X, Y, labels = self._check_Xy(X, y)
+        optimizer = self._use_optimizer(optimizer)
+        batch_size = min(batch_size, X.shape[0])
+        self._plan.ensure_capacity(batch_size)
+        return run_epochs(self._plan, X, Y, labels, epochs, batch_size, optimizer,
+                          bool(shuffle), self._rng, verbose)
+
+
+def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="float32", seed=None):
+    """A :class:`Sequential` from layer widths, e.g. ``mlp([784, 128, 10], loss="cross_entropy")``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Input width, hidden widths, output width (at least two entries).
+    activation : str
+        Activation of every hidden layer.
+    output_activation : str or None
+        Activation of the last layer (must be None for the cross-entropy losses).
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
+    layers = [Dense(n_in, n_out, activation) for n_in, n_out in zip(sizes[:-2], sizes[1:-1])]
+    layers.append(Dense(sizes[-2], sizes[-1], output_activation))
+    return Sequential(layers, loss=loss, dtype=dtype, seed=seed)

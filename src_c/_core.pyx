@@ -1,0 +1,426 @@
+# A. Invariants: Python owns every buffer; this module only reads a compiled plan
+#    (fastbp.plan.Plan) and the arrays it is handed. All arrays are C-contiguous and of the
+#    plan's dtype; the Python layer validates values (labels in range, finite inputs) and the
+#    entry points here re-check every size and offset that could index out of bounds.
+# B. Memory layout: params/grads/state are flat, all weights then all biases; layer l's weight
+#    W__io is (n_in x n_out) row-major at offset w, its bias at offset b. The workspace holds,
+#    per sample row of capacity C: the gathered input batch (n_in of layer 0), each layer's
+#    output (n_out), then one scratch block for dA (widest hidden input). Backward turns each
+#    layer's output block into its delta in place, so no other buffer is needed.
+# C. Why: one entry call runs every mini-batch of an epoch inside a single `nogil` block with
+#    no allocation and no Python; errors become status codes raised once back in Python.
+from cython cimport floating
+from libc.math cimport isfinite
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+
+from _blas cimport mm_nn, mm_nt, mm_tn
+from _activations cimport (bias_act, act_backward, LEAKY_SLOPE, ACT_IDENTITY, ACT_SIGMOID,
+                           ACT_TANH, ACT_RELU, ACT_LEAKY_RELU)
+from _losses cimport (loss_backward, output_activation, LOSS_MSE, LOSS_CROSS_ENTROPY,
+                      LOSS_BINARY_CROSS_ENTROPY)
+from _optim cimport OptimizerStep, apply_update, OPT_SGD
+
+import numpy as np
+
+cdef enum:
+    STATUS_OK = 0
+    STATUS_NONFINITE_LOSS = 1
+    STATUS_NONFINITE_PARAMS = 2
+
+# The C codes, by name; fastbp's IntEnum twins are tested against this table.
+CODES = {
+    "ACT_IDENTITY": ACT_IDENTITY, "ACT_SIGMOID": ACT_SIGMOID, "ACT_TANH": ACT_TANH,
+    "ACT_RELU": ACT_RELU, "ACT_LEAKY_RELU": ACT_LEAKY_RELU,
+    "LOSS_MSE": LOSS_MSE, "LOSS_CROSS_ENTROPY": LOSS_CROSS_ENTROPY,
+    "LOSS_BINARY_CROSS_ENTROPY": LOSS_BINARY_CROSS_ENTROPY,
+    "OPT_SGD": OPT_SGD,
+    "STATUS_OK": STATUS_OK, "STATUS_NONFINITE_LOSS": STATUS_NONFINITE_LOSS,
+    "STATUS_NONFINITE_PARAMS": STATUS_NONFINITE_PARAMS,
+}
+LEAKY_RELU_SLOPE = LEAKY_SLOPE
+
+# Columns of plan.table, one row per Dense layer.
+cdef enum:
+    COL_N_IN = 0
+    COL_N_OUT = 1
+    COL_ACT = 2
+    COL_W = 3
+    COL_B = 4
+    N_COLS = 5
+
+cdef int INT_MAX = 2147483647
+
+
+cdef struct Layer:
+    Py_ssize_t n_in, n_out, w, b, a
+    int act
+
+cdef struct Net:
+    Layer *layers
+    Py_ssize_t n_layers, n_params, n_weights, capacity, scratch
+    int loss
+
+
+# ---------------------------------------------------------------- plan unpacking (with GIL)
+
+def workspace_row_length(const long long[:, ::1] table):
+    """Workspace elements per sample row: layer-0 input, every output, one dA scratch row."""
+    cdef Py_ssize_t l, total = table[0, COL_N_IN], widest = 0
+    for l in range(table.shape[0]):
+        total += table[l, COL_N_OUT]
+        if l > 0 and table[l, COL_N_IN] > widest:
+            widest = table[l, COL_N_IN]
+    return total + widest
+
+
+cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
+    """Read plan.table into a C Net (caller frees net.layers); check every offset fits."""
+    cdef const long long[:, ::1] table = plan.table
+    cdef Net net
+    cdef Py_ssize_t l, row = workspace_row_length(table), a
+    if table.shape[1] != N_COLS or table.shape[0] < 1:
+        raise ValueError("plan.table must have shape (n_layers, %d)" % N_COLS)
+    net.n_layers = table.shape[0]
+    net.n_params = n_params
+    net.n_weights = plan.n_weights
+    net.loss = plan.loss_code
+    net.capacity = n_workspace // row
+    net.layers = <Layer *> malloc(net.n_layers * sizeof(Layer))
+    if net.layers == NULL:
+        raise MemoryError()
+    a = net.capacity * table[0, COL_N_IN]
+    for l in range(net.n_layers):
+        net.layers[l].n_in = table[l, COL_N_IN]
+        net.layers[l].n_out = table[l, COL_N_OUT]
+        net.layers[l].act = <int> table[l, COL_ACT]
+        net.layers[l].w = table[l, COL_W]
+        net.layers[l].b = table[l, COL_B]
+        net.layers[l].a = a
+        a += net.capacity * net.layers[l].n_out
+        if (net.layers[l].w < 0 or net.layers[l].b < 0
+                or net.layers[l].w + net.layers[l].n_in * net.layers[l].n_out > net.n_weights
+                or net.layers[l].b + net.layers[l].n_out > n_params
+                or (l > 0 and net.layers[l].n_in != net.layers[l - 1].n_out)):
+            free(net.layers)
+            raise ValueError("plan.table is inconsistent at layer %d" % l)
+    net.scratch = a
+    return net
+
+
+cdef inline floating *_ptr2(floating[:, ::1] a) noexcept nogil:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+cdef inline const floating *_cptr2(const floating[:, ::1] a) noexcept nogil:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+cdef inline const Py_ssize_t *_iptr(const Py_ssize_t[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef _check_batch_args(Net *net, Py_ssize_t n_rows, Py_ssize_t n_features,
+                       Py_ssize_t y_rows, Py_ssize_t y_cols, Py_ssize_t n_labels,
+                       Py_ssize_t batch_rows):
+    cdef Layer *last = &net.layers[net.n_layers - 1]
+    if n_features != net.layers[0].n_in:
+        raise ValueError("X has %d features, the model expects %d" % (n_features, net.layers[0].n_in))
+    if net.loss == LOSS_CROSS_ENTROPY:
+        if n_labels != n_rows:
+            raise ValueError("labels must have one entry per row of X")
+    elif y_rows != n_rows or y_cols != last.n_out:
+        raise ValueError("Y must have shape (%d, %d)" % (n_rows, last.n_out))
+    if batch_rows < 1 or batch_rows > net.capacity:
+        raise ValueError("batch of %d rows does not fit the workspace (%d rows)"
+                         % (batch_rows, net.capacity))
+    for l in range(net.n_layers):
+        if (batch_rows * net.layers[l].n_in > INT_MAX or batch_rows * net.layers[l].n_out > INT_MAX
+                or net.layers[l].n_in * net.layers[l].n_out > INT_MAX):
+            raise ValueError("layer %d is too large for 32-bit BLAS indexing" % l)
+
+
+# ---------------------------------------------------------------- the nogil kernels
+
+cdef inline void _gather(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_t B,
+                         Py_ssize_t F, floating *Xb__bf) noexcept nogil:
+    cdef Py_ssize_t r
+    for r in range(B):
+        memcpy(Xb__bf + r * F, X__nf + idx[r] * F, F * sizeof(floating))
+
+
+cdef inline void _colsum(const floating *D__bo, Py_ssize_t B, Py_ssize_t O,
+                         floating *out__o) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef const floating *d
+    memcpy(out__o, D__bo, O * sizeof(floating))
+    for i in range(1, B):
+        d = D__bo + i * O
+        for j in range(O):
+            out__o[j] += d[j]
+
+
+cdef void _forward(Net *net, const floating *P, floating *ws, const floating *Xb,
+                   Py_ssize_t B, floating *out) noexcept nogil:
+    """Each layer: Z = A_prev·W (BLAS), then Z = act(Z + b) in one pass. `out`, if given,
+    receives the last layer's output instead of the workspace."""
+    cdef Py_ssize_t l
+    cdef Layer *L
+    cdef const floating *A_prev = Xb
+    cdef floating *Z
+    for l in range(net.n_layers):
+        L = &net.layers[l]
+        Z = out if (out != NULL and l == net.n_layers - 1) else ws + L.a
+        mm_nn(A_prev, P + L.w, Z, <int> B, <int> L.n_in, <int> L.n_out, <floating> 0)
+        bias_act(Z, P + L.b, B, L.n_out, L.act)
+        A_prev = Z
+
+
+cdef void _backward(Net *net, const floating *P, floating *G, floating *ws,
+                    const floating *Xb, Py_ssize_t B) noexcept nogil:
+    """The delta rule, from the last layer's delta (already in its output block) down:
+    dW = A_prevᵀ·dZ, db = Σ_rows dZ, and, except for the first layer,
+    dZ_prev = (dZ·Wᵀ) ⊙ act'(A_prev), written over A_prev."""
+    cdef Py_ssize_t l
+    cdef Layer *L
+    cdef floating *dZ = ws + net.layers[net.n_layers - 1].a
+    cdef floating *dA = ws + net.scratch
+    cdef floating *A_prev
+    for l in range(net.n_layers - 1, -1, -1):
+        L = &net.layers[l]
+        A_prev = <floating *> Xb if l == 0 else ws + net.layers[l - 1].a
+        mm_tn(A_prev, dZ, G + L.w, <int> L.n_in, <int> B, <int> L.n_out, <floating> 0)
+        _colsum(dZ, B, L.n_out, G + L.b)
+        if l > 0:
+            mm_nt(dZ, P + L.w, dA, <int> B, <int> L.n_out, <int> L.n_in, <floating> 0)
+            act_backward(A_prev, dA, B * L.n_in, net.layers[l - 1].act)
+            dZ = A_prev
+
+
+cdef double _loss_and_backward(Net *net, const floating *P, floating *G, floating *ws,
+                               const floating *Xb, Py_ssize_t B, const floating *Y,
+                               const Py_ssize_t *labels, const Py_ssize_t *idx) noexcept nogil:
+    """Forward, fused loss + output delta, and backward for one batch; returns the mean loss
+    (backward is skipped when the loss is not finite)."""
+    cdef Layer *last = &net.layers[net.n_layers - 1]
+    cdef double loss
+    _forward(net, P, ws, Xb, B, NULL)
+    loss = loss_backward(net.loss, last.act, ws + last.a, Y, labels, idx, B, last.n_out)
+    if isfinite(loss):
+        _backward(net, P, G, ws, Xb, B)
+    return loss
+
+
+# ---------------------------------------------------------------- entry points
+
+def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
+                const Py_ssize_t[::1] labels, const Py_ssize_t[::1] order,
+                Py_ssize_t batch_size, double lr, double momentum, bint nesterov,
+                double weight_decay):
+    """Run every mini-batch of one pass over ``order`` (rows of X; empty = rows in order).
+
+    Returns ``(status, loss_sum, n_batches)``: loss_sum is Σ batch_mean·batch_rows over the
+    completed batches. On a non-finite loss the failing batch is not applied; on a non-finite
+    update the parameters and optimizer state are restored to their values at the call.
+    """
+    cdef floating[::1] P = plan.params, G = plan.grads, S = plan.state, keep = plan.backup
+    cdef floating[::1] ws = plan.workspace
+    cdef Py_ssize_t n_rows = order.shape[0] if order.shape[0] > 0 else X.shape[0]
+    cdef Py_ssize_t start, B, r, n_batches = 0
+    cdef Py_ssize_t n_state = S.shape[0]
+    cdef const Py_ssize_t *idx
+    cdef const Py_ssize_t *order_p = _iptr(order)
+    cdef const floating *Xb
+    cdef double loss, loss_sum = 0
+    cdef int status = STATUS_OK
+    cdef OptimizerStep opt
+    opt.code = OPT_SGD
+    opt.lr = lr
+    opt.momentum = momentum
+    opt.weight_decay = weight_decay
+    opt.nesterov = nesterov
+    cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
+    try:
+        if G.shape[0] != P.shape[0] or keep.shape[0] < P.shape[0] + n_state:
+            raise ValueError("plan buffers have inconsistent lengths")
+        if momentum != 0 and n_state < P.shape[0]:
+            raise ValueError("momentum needs an optimizer state as long as the parameters")
+        if n_rows == 0:
+            raise ValueError("no rows to train on")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
+                          labels.shape[0], min(batch_size, n_rows))
+        if order.shape[0] > 0:
+            for r in range(n_rows):
+                if order[r] < 0 or order[r] >= X.shape[0]:
+                    raise ValueError("order holds row %d, X has %d rows" % (order[r], X.shape[0]))
+        with nogil:
+            memcpy(&keep[0], &P[0], P.shape[0] * sizeof(floating))
+            if n_state > 0:
+                memcpy(&keep[P.shape[0]], &S[0], n_state * sizeof(floating))
+            start = 0
+            while start < n_rows:
+                B = min(batch_size, n_rows - start)
+                if order_p != NULL:
+                    idx = order_p + start
+                    _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
+                    Xb = &ws[0]
+                else:
+                    idx = NULL
+                    Xb = &X[start, 0]
+                loss = _loss_and_backward(
+                    &net, &P[0], &G[0], &ws[0], Xb, B,
+                    _cptr2(Y) + (0 if idx != NULL or Y.shape[0] == 0 else start * Y.shape[1]),
+                    _iptr(labels) + (0 if idx != NULL or labels.shape[0] == 0 else start),
+                    idx)
+                if not isfinite(loss):
+                    status = STATUS_NONFINITE_LOSS
+                    break
+                if apply_update(&opt, &P[0], &G[0], &S[0] if n_state > 0 else NULL,
+                                P.shape[0], net.n_weights):
+                    memcpy(&P[0], &keep[0], P.shape[0] * sizeof(floating))
+                    if n_state > 0:
+                        memcpy(&S[0], &keep[P.shape[0]], n_state * sizeof(floating))
+                    status = STATUS_NONFINITE_PARAMS
+                    break
+                loss_sum += loss * B
+                n_batches += 1
+                start += B
+    finally:
+        free(net.layers)
+    return status, loss_sum, n_batches
+
+
+def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
+              const Py_ssize_t[::1] labels, double weight_decay):
+    """Loss (+ weight_decay/2·ΣW²) over all rows of X as one batch; gradients into plan.grads."""
+    cdef floating[::1] P = plan.params, G = plan.grads, ws = plan.workspace
+    cdef Py_ssize_t i
+    cdef floating wd = <floating> weight_decay
+    cdef double loss, penalty = 0
+    cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
+    try:
+        if G.shape[0] != P.shape[0]:
+            raise ValueError("plan buffers have inconsistent lengths")
+        _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
+                          labels.shape[0], X.shape[0])
+        with nogil:
+            loss = _loss_and_backward(&net, &P[0], &G[0], &ws[0], &X[0, 0], X.shape[0],
+                                      _cptr2(Y), _iptr(labels), NULL)
+            if wd != 0:
+                for i in range(net.n_weights):
+                    G[i] += wd * P[i]
+                    penalty += <double> P[i] * P[i]
+    finally:
+        free(net.layers)
+    return loss + 0.5 * weight_decay * penalty
+
+
+def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_output):
+    """Write the network's output for every row of X into ``out`` (n_rows x n_outputs), in
+    chunks of the workspace capacity; with apply_output, softmax/sigmoid as the loss implies."""
+    cdef floating[::1] P = plan.params, ws = plan.workspace
+    cdef Py_ssize_t start, B, n_out
+    cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
+    try:
+        n_out = net.layers[net.n_layers - 1].n_out
+        if X.shape[1] != net.layers[0].n_in:
+            raise ValueError("X has %d features, the model expects %d" % (X.shape[1], net.layers[0].n_in))
+        if out.shape[0] != X.shape[0] or out.shape[1] != n_out:
+            raise ValueError("out must have shape (%d, %d)" % (X.shape[0], n_out))
+        _check_batch_args(&net, 0, X.shape[1], 0, n_out, 0, min(net.capacity, max(X.shape[0], 1)))
+        with nogil:
+            start = 0
+            while start < X.shape[0]:
+                B = min(net.capacity, X.shape[0] - start)
+                _forward(&net, &P[0], &ws[0], &X[start, 0], B, &out[start, 0])
+                if apply_output:
+                    output_activation(net.loss, &out[start, 0], B, n_out)
+                start += B
+    finally:
+        free(net.layers)
+
+
+def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
+             const Py_ssize_t[::1] labels, floating[:, ::1] out):
+    """Mean loss over all rows of X (no penalty), in chunks of the workspace capacity; the raw
+    outputs (logits for the fused losses) are copied into ``out`` first unless it is empty."""
+    cdef floating[::1] P = plan.params, ws = plan.workspace
+    cdef Py_ssize_t start, B, n_out, y_cols = Y.shape[1]
+    cdef double total = 0
+    cdef floating *Z
+    cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
+    try:
+        n_out = net.layers[net.n_layers - 1].n_out
+        if X.shape[0] == 0:
+            raise ValueError("no rows to evaluate")
+        if out.shape[0] != 0 and (out.shape[0] != X.shape[0] or out.shape[1] != n_out):
+            raise ValueError("out must have shape (%d, %d)" % (X.shape[0], n_out))
+        _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
+                          labels.shape[0], min(net.capacity, X.shape[0]))
+        Z = &ws[0] + net.layers[net.n_layers - 1].a
+        with nogil:
+            start = 0
+            while start < X.shape[0]:
+                B = min(net.capacity, X.shape[0] - start)
+                _forward(&net, &P[0], &ws[0], &X[start, 0], B, NULL)
+                if out.shape[0] != 0:
+                    memcpy(&out[start, 0], Z, B * n_out * sizeof(floating))
+                total += B * loss_backward(
+                    net.loss, net.layers[net.n_layers - 1].act, Z,
+                    _cptr2(Y) + (start * y_cols if Y.shape[0] > 0 else 0),
+                    _iptr(labels) + (start if labels.shape[0] > 0 else 0),
+                    NULL, B, n_out)
+                start += B
+    finally:
+        free(net.layers)
+    return total / X.shape[0]
+
+
+# ---------------------------------------------------------------- test twins of the kernels
+
+def _twin_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
+             floating[:, ::1] C, floating beta):
+    """C = A·B ("nn"), A·Bᵀ ("nt") or Aᵀ·B ("tn") plus beta·C, through the BLAS wrappers."""
+    if kind == "nn":
+        mm_nn(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[1], beta)
+    elif kind == "nt":
+        mm_nt(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[0], beta)
+    elif kind == "tn":
+        mm_tn(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[1], A.shape[0], B.shape[1], beta)
+    else:
+        raise ValueError(kind)
+
+
+def _twin_bias_act(floating[:, ::1] Z, const floating[::1] b, int act):
+    bias_act(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1], act)
+
+
+def _twin_act_backward(floating[::1] A, const floating[::1] dA, int act):
+    act_backward(&A[0], &dA[0], A.shape[0], act)
+
+
+def _twin_loss(int loss, int act, floating[:, ::1] Z, const floating[:, ::1] Y,
+               const Py_ssize_t[::1] labels):
+    return loss_backward(loss, act, &Z[0, 0], _cptr2(Y), _iptr(labels), NULL,
+                         Z.shape[0], Z.shape[1])
+
+
+def _twin_output_activation(int loss, floating[:, ::1] Z):
+    output_activation(loss, &Z[0, 0], Z.shape[0], Z.shape[1])
+
+
+def _twin_colsum(const floating[:, ::1] D, floating[::1] out):
+    _colsum(&D[0, 0], D.shape[0], D.shape[1], &out[0])
+
+
+def _twin_sgd(floating[::1] params, const floating[::1] grads, floating[::1] state,
+              Py_ssize_t n_weights, double lr, double momentum, bint nesterov,
+              double weight_decay):
+    cdef OptimizerStep opt
+    opt.code = OPT_SGD
+    opt.lr = lr
+    opt.momentum = momentum
+    opt.weight_decay = weight_decay
+    opt.nesterov = nesterov
+    return apply_update(&opt, &params[0], &grads[0], &state[0] if state.shape[0] else NULL,
+                        params.shape[0], n_weights)

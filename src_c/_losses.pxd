@@ -1,0 +1,122 @@
+# A. Invariants: every loss works on the last layer's output block Z__bo (batch x out) and
+#    overwrites it IN PLACE with dLoss/dZ, scaled for a mean over the batch. It returns the
+#    batch's mean loss as a double (accumulated in double even for float32 models).
+# B. Targets: row r's target is row idx[r] (or r when idx is NULL) of Y__no (mse, bce) or of
+#    labels (cross-entropy class indices, validated in Python before the call).
+# C. Why from logits: softmax and sigmoid are fused into their losses and computed with
+#    log-sum-exp / exp(-|z|), so no overflow and one exp per element, one log per row.
+#    Codes are mirrored by fastbp.losses.Loss (a test asserts they agree).
+from cython cimport floating
+from libc.math cimport log, log1p, fabs
+from _activations cimport fexp, act_derivative
+
+cdef enum:
+    LOSS_MSE = 0
+    LOSS_CROSS_ENTROPY = 1
+    LOSS_BINARY_CROSS_ENTROPY = 2
+
+
+cdef inline Py_ssize_t _row(const Py_ssize_t *idx, Py_ssize_t r) noexcept nogil:
+    return idx[r] if idx != NULL else r
+
+
+cdef inline double mse(floating *A__bo, const floating *Y__no, const Py_ssize_t *idx,
+                       Py_ssize_t B, Py_ssize_t O, int act) noexcept nogil:
+    """mean((A - Y)²) over all B·O elements; the gradient goes through the output activation."""
+    cdef Py_ssize_t i, j
+    cdef floating *a
+    cdef const floating *y
+    cdef floating d, scale = <floating> (2.0 / (B * O))
+    cdef double total = 0
+    for i in range(B):
+        a = A__bo + i * O
+        y = Y__no + _row(idx, i) * O
+        for j in range(O):
+            d = a[j] - y[j]
+            total += d * d
+            a[j] = scale * d * act_derivative(a[j], act)
+    return total / (B * O)
+
+
+cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, const Py_ssize_t *idx,
+                                 Py_ssize_t B, Py_ssize_t O) noexcept nogil:
+    """mean over rows of logsumexp(z) - z[label]; gradient (softmax(z) - onehot) / B."""
+    cdef Py_ssize_t i, j, label
+    cdef floating *z
+    cdef floating zmax, e, s, scale, inv_b = <floating> (1.0 / B)
+    cdef double total = 0
+    for i in range(B):
+        z = Z__bo + i * O
+        label = labels[_row(idx, i)]
+        zmax = z[0]
+        for j in range(1, O):
+            if z[j] > zmax:
+                zmax = z[j]
+        total += zmax - z[label]
+        s = 0
+        for j in range(O):
+            e = fexp(z[j] - zmax)
+            z[j] = e
+            s += e
+        total += log(s)
+        scale = inv_b / s
+        for j in range(O):
+            z[j] *= scale
+        z[label] -= inv_b
+    return total / B
+
+
+cdef inline double binary_cross_entropy(floating *Z__bo, const floating *Y__no,
+                                        const Py_ssize_t *idx, Py_ssize_t B,
+                                        Py_ssize_t O) noexcept nogil:
+    """mean of max(z,0) - z·y + log(1 + exp(-|z|)); gradient (sigmoid(z) - y) / (B·O)."""
+    cdef Py_ssize_t i, j
+    cdef floating *z
+    cdef const floating *y
+    cdef floating v, e, p, scale = <floating> (1.0 / (B * O))
+    cdef double total = 0
+    for i in range(B):
+        z = Z__bo + i * O
+        y = Y__no + _row(idx, i) * O
+        for j in range(O):
+            v = z[j]
+            e = fexp(-fabs(v))
+            total += (v if v > 0 else 0) - v * y[j] + log1p(e)
+            p = 1 / (1 + e) if v >= 0 else e / (1 + e)
+            z[j] = scale * (p - y[j])
+    return total / (B * O)
+
+
+cdef inline double loss_backward(int loss, int act, floating *Z__bo, const floating *Y__no,
+                                 const Py_ssize_t *labels, const Py_ssize_t *idx,
+                                 Py_ssize_t B, Py_ssize_t O) noexcept nogil:
+    if loss == LOSS_CROSS_ENTROPY:
+        return cross_entropy(Z__bo, labels, idx, B, O)
+    if loss == LOSS_BINARY_CROSS_ENTROPY:
+        return binary_cross_entropy(Z__bo, Y__no, idx, B, O)
+    return mse(Z__bo, Y__no, idx, B, O, act)
+
+
+cdef inline void output_activation(int loss, floating *Z__bo, Py_ssize_t B,
+                                   Py_ssize_t O) noexcept nogil:
+    """What predict returns: softmax for cross-entropy, sigmoid for bce, output as is for mse."""
+    cdef Py_ssize_t i, j
+    cdef floating *z
+    cdef floating zmax, s
+    if loss == LOSS_CROSS_ENTROPY:
+        for i in range(B):
+            z = Z__bo + i * O
+            zmax = z[0]
+            for j in range(1, O):
+                if z[j] > zmax:
+                    zmax = z[j]
+            s = 0
+            for j in range(O):
+                z[j] = fexp(z[j] - zmax)
+                s += z[j]
+            s = 1 / s
+            for j in range(O):
+                z[j] *= s
+    elif loss == LOSS_BINARY_CROSS_ENTROPY:
+        for i in range(B * O):
+            Z__bo[i] = 1 / (1 + fexp(-Z__bo[i]))
