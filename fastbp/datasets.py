@@ -4,7 +4,7 @@ import numpy as np
 from .data import check_positive_int
 
 
-def make_classification(n_samples=4096, n_features=32, n_classes=10, noise=1.0, seed=0):
+def make_classification(n_samples=4096, n_features=32, n_classes=10, noise=2.0, seed=0):
     """A nonlinear multi-class problem: Gaussian clusters pushed through a random tanh map.
 
     Each class has two cluster centres, so the classes are not linearly separable; a

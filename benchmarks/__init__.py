@@ -1,0 +1,1 @@
+"""Benchmarks and the pure-NumPy reference network; installed as ``fastbp.benchmarks``."""

@@ -1,0 +1,232 @@
+"""The engine against its oracles: finite differences, the NumPy reference, learning tasks."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp.datasets import make_classification
+
+ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
+LOSSES = ["mse", "cross_entropy", "binary_cross_entropy"]
+# Non-square widths, 1 to 3 hidden layers.
+HIDDEN = {1: [7], 2: [7, 4], 3: [6, 9, 5]}
+N_FEATURES, N_OUTPUTS = 5, 3
+
+
+def targets(loss, n_rows, rng, n_outputs=N_OUTPUTS):
+    if loss == "cross_entropy":
+        return rng.integers(0, n_outputs, size=n_rows)
+    return rng.uniform(size=(n_rows, n_outputs))
+
+
+def build(activation, loss, hidden, dtype="float64", seed=0):
+    sizes = [N_FEATURES, *hidden, N_OUTPUTS]
+    output = "sigmoid" if loss == "mse" and activation == "sigmoid" else None
+    model = fb.mlp(sizes, activation=activation, loss=loss, output_activation=output,
+                   dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for layer in model.layers:  # non-zero biases so their gradients matter
+        layer.bias[...] = 0.1 * rng.normal(size=layer.bias.shape)
+    return model
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("n_hidden", [1, 2, 3])
+@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_gradients_match_central_differences(activation, loss, n_hidden, batch, weight_decay):
+    model = build(activation, loss, HIDDEN[n_hidden])
+    rng = np.random.default_rng(batch)
+    X = rng.normal(size=(batch, N_FEATURES))
+    error = fb.check_gradients(model, X, targets(loss, batch, rng), weight_decay=weight_decay)
+    assert error < 1e-6
+
+
+def test_check_gradients_catches_a_wrong_gradient(monkeypatch):
+    """The oracle must be able to fail: corrupt one gradient entry and see it flagged."""
+    model = build("tanh", "mse", [7])
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(7, N_FEATURES)), targets("mse", 7, rng)
+    real = fb.Sequential.gradients
+
+    def corrupted(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
+        self._plan.grads[3] *= 1.01
+        return result
+
+    monkeypatch.setattr(fb.Sequential, "gradients", corrupted)
+    assert fb.check_gradients(model, X, y) > 1e-3
+
+
+def test_check_gradients_on_float32_model_does_not_touch_it():
+    model = build("relu", "cross_entropy", [7], dtype="float32")
+    before = model.parameters.copy()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(7, N_FEATURES))
+    assert fb.check_gradients(model, X, targets("cross_entropy", 7, rng), max_checks=20) < 1e-6
+    np.testing.assert_array_equal(model.parameters, before)
+
+
+def test_gradients_equal_reference(reference):
+    rng = np.random.default_rng(3)
+    for activation, loss in itertools.product(ACTIVATIONS, LOSSES):
+        model = build(activation, loss, [6, 4])
+        X, y = rng.normal(size=(9, N_FEATURES)), targets(loss, 9, rng)
+        ref = reference.NumpyMLP(
+            [N_FEATURES, 6, 4, N_OUTPUTS], [layer.activation for layer in model.layers], loss,
+            dtype="float64", weights=[(layer.weight, layer.bias) for layer in model.layers])
+        loss_value, grads = model.gradients(X, y, weight_decay=0.1)
+        ref_loss, ref_grads = ref.loss_and_gradients(X, y, weight_decay=0.1)
+        assert loss_value == pytest.approx(ref_loss, rel=1e-12)
+        for (dW, db), (rW, rb) in zip(grads, ref_grads):
+            np.testing.assert_allclose(dW, rW, rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(db, rb, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-4)])
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("loss,activation", [("cross_entropy", "relu"), ("mse", "tanh"),
+                                             ("binary_cross_entropy", "sigmoid")])
+def test_sgd_momentum_training_matches_reference(reference, dtype, rtol, nesterov, loss, activation):
+    """Same initial weights, same batch order ⇒ same weights after 20 SGD-momentum steps
+    (5 epochs of 4 batches, the last batch of each epoch partial)."""
+    rng = np.random.default_rng(11)
+    n_rows, batch_size = 55, 16
+    X = rng.normal(size=(n_rows, N_FEATURES))
+    y = targets(loss, n_rows, rng)
+    model = fb.Sequential([fb.Dense(N_FEATURES, 8, activation), fb.Dense(8, 6, activation),
+                           fb.Dense(6, N_OUTPUTS)], loss=loss, dtype=dtype, seed=5)
+    ref = reference.NumpyMLP([N_FEATURES, 8, 6, N_OUTPUTS], [activation, activation, "identity"],
+                             loss, dtype=dtype, weights=[(l.weight, l.bias) for l in model.layers])
+    optimizer = fb.SGD(lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=1e-3)
+    orders = [np.random.default_rng(epoch).permutation(n_rows) for epoch in range(5)]
+    for order in orders:
+        for start in range(0, n_rows, batch_size):
+            rows = order[start:start + batch_size]
+            loss_value = model.train_step(X[rows], y[rows], optimizer)
+            ref_loss = ref.sgd_step(X[rows], y[rows], lr=0.1, momentum=0.9, nesterov=nesterov,
+                                    weight_decay=1e-3)
+            assert loss_value == pytest.approx(ref_loss, rel=rtol)
+    for layer, (W, b) in zip(model.layers, ref.params):
+        assert layer.weight.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(layer.weight, W, rtol=rtol, atol=rtol * 1e-2)
+        np.testing.assert_allclose(layer.bias, b, rtol=rtol, atol=rtol * 1e-2)
+
+
+def test_fit_epoch_matches_reference_epoch(reference):
+    """fit's compiled epoch (gather, forward, loss, backward, update per batch) equals the
+    reference's epoch over the same permutation, drawn from the model's seeded generator."""
+    X, y = make_classification(300, 12, 4, seed=2)
+    X = X.astype(np.float64)
+    model = fb.mlp([12, 16, 4], loss="cross_entropy", dtype="float64", seed=7)
+    ref = reference.NumpyMLP([12, 16, 4], ["relu", "identity"], "cross_entropy", dtype="float64",
+                             weights=[(l.weight, l.bias) for l in model.layers])
+    rng = np.random.default_rng(7)
+    for _ in model.layers:  # the model drew its initial weights from this generator first
+        rng.uniform(size=_.weight.shape)
+    history = model.fit(X, y, epochs=3, batch_size=32,
+                        optimizer=fb.SGD(lr=0.05, momentum=0.9))
+    for epoch in range(3):
+        ref_loss = ref.train_epoch(X, y, rng.permutation(300), 32, lr=0.05, momentum=0.9)
+    np.testing.assert_allclose(model.parameters,
+                               np.concatenate([W.ravel() for W, _ in ref.params]
+                                              + [b for _, b in ref.params]), rtol=1e-10, atol=1e-13)
+    assert len(history.loss) == 3 and np.isfinite(history.loss).all()
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
+def test_xor_reaches_full_accuracy(loss):
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+    labels = np.array([0, 1, 1, 0])
+    y = labels if loss == "cross_entropy" else labels[:, None]
+    model = fb.Sequential([fb.Dense(2, 4, "tanh"), fb.Dense(4, 2 if loss == "cross_entropy" else 1)],
+                          loss=loss, dtype="float64", seed=0)
+    model.fit(X, y, epochs=500, batch_size=4, optimizer=fb.SGD(lr=0.5, momentum=0.9))
+    assert model.evaluate(X, y)["accuracy"] == 1.0
+
+
+def test_ten_class_problem_reaches_reference_accuracy(reference):
+    X, y = make_classification(6144, 32, 10, seed=4)
+    X_train, y_train, X_test, y_test = X[:4096], y[:4096], X[4096:], y[4096:]
+    model = fb.mlp([32, 64, 10], loss="cross_entropy", seed=1)
+    ref = reference.NumpyMLP([32, 64, 10], ["relu", "identity"], "cross_entropy",
+                             weights=[(l.weight, l.bias) for l in model.layers])
+    model.fit(X_train, y_train, epochs=10, batch_size=64, optimizer=fb.SGD(lr=0.05, momentum=0.9))
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        ref.train_epoch(X_train, y_train, rng.permutation(4096), 64, lr=0.05, momentum=0.9)
+    accuracy = model.evaluate(X_test, y_test)["accuracy"]
+    ref_accuracy = np.mean(ref.predict(X_test).argmax(axis=1) == y_test)
+    assert accuracy > 0.85
+    assert accuracy >= ref_accuracy - 0.01
+
+
+def test_seed_makes_training_bitwise_repeatable():
+    X, y = make_classification(1000, 10, 3, seed=0)
+    runs = []
+    for _ in range(2):
+        model = fb.mlp([10, 20, 3], loss="cross_entropy", seed=42)
+        model.fit(X, y, epochs=3, batch_size=50)
+        runs.append(model.parameters.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_train_step_is_one_update_on_exactly_the_batch():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(13, 4)), rng.normal(size=(13, 2))
+    model = fb.mlp([4, 6, 2], activation="tanh", dtype="float64", seed=0)
+    loss_before, grads = model.gradients(X, y)
+    W_before = model.layers[0].weight.copy()
+    loss = model.train_step(X, y, fb.SGD(lr=0.1))
+    assert loss == pytest.approx(loss_before, rel=1e-12)
+    np.testing.assert_allclose(model.layers[0].weight, W_before - 0.1 * grads[0][0], rtol=1e-12)
+
+
+def test_momentum_state_persists_with_the_same_optimizer_and_resets_with_a_new_one():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    runs = {}
+    for name in ("same", "new"):
+        model = fb.mlp([4, 6, 2], activation="tanh", dtype="float64", seed=0)
+        optimizer = fb.SGD(lr=0.1, momentum=0.9)
+        model.train_step(X, y, optimizer)
+        model.train_step(X, y, optimizer if name == "same" else fb.SGD(lr=0.1, momentum=0.9))
+        runs[name] = model.parameters.copy()
+    assert not np.allclose(runs["same"], runs["new"])
+
+
+def test_layer_views_share_the_flat_buffer():
+    model = fb.Sequential([fb.Dense(5, 3, "relu"), fb.Dense(3, 2)], loss="mse", seed=0)
+    layer = model.layers[1]
+    assert layer.weight.shape == (3, 2) and layer.bias.shape == (2,)
+    assert np.shares_memory(layer.weight, model.parameters)
+    layer.weight[...] = 0
+    layer.bias[...] = [1.5, -2.0]
+    np.testing.assert_allclose(model.predict(np.ones((4, 5))), [[1.5, -2.0]] * 4)
+    assert model.parameters[:15].any() and not model.parameters[15:21].any()
+
+
+def test_predict_applies_the_output_function():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 6))  # more rows than one prediction chunk of a small model
+    proba = fb.mlp([6, 5, 4], loss="cross_entropy", seed=0).predict(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    sig = fb.mlp([6, 5, 4], loss="binary_cross_entropy", seed=0).predict(X)
+    assert ((sig > 0) & (sig < 1)).all()
+
+
+def test_evaluate_reports_loss_and_accuracy():
+    X, y = make_classification(500, 8, 3, seed=0)
+    model = fb.mlp([8, 16, 3], loss="cross_entropy", dtype="float64", seed=0)
+    result = model.evaluate(X, y)
+    assert result["loss"] == pytest.approx(model.gradients(X, y)[0], rel=1e-12)
+    assert result["accuracy"] == np.mean(model.predict(X).argmax(axis=1) == y)
+    assert set(fb.mlp([8, 2], loss="mse").evaluate(X, np.zeros((500, 2)))) == {"loss"}
+
+
+def test_repr_shows_the_architecture():
+    text = repr(fb.mlp([784, 128, 10], loss="cross_entropy"))
+    assert "Dense(784, 128, activation='relu')" in text and "cross_entropy" in text
+    assert "Dense(128, 10" in repr(fb.Dense(128, 10))
