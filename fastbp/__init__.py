@@ -3,6 +3,15 @@
 The hot loops (forward, backward, update) run in a compiled core over SciPy's BLAS; this
 package defines models, checks inputs and orchestrates training.
 """
+try:
+    from . import _core  # noqa: F401  (the compiled extension; everything below needs it)
+except ImportError as error:  # pragma: no cover - depends on how Python was started
+    raise ImportError(
+        f"fastbp's compiled core could not be imported from {__path__[0]}. If that is the "
+        "source checkout, Python found it before the installed package (python -m puts the "
+        "current directory first): run from another directory, use the `fastbp` command, or "
+        "build in place with `python -m pip install -e .`.") from error
+
 from .activations import Activation
 from .gradcheck import check_gradients
 from .layers import Dense
