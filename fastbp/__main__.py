@@ -12,7 +12,7 @@ from fastbp.datasets import make_classification
 
 def demo(epochs):
     n_train, n_test, sizes, batch_size, lr = 16384, 4096, [64, 128, 10], 64, 0.05
-    X, y = make_classification(n_train + n_test, sizes[0], sizes[-1], seed=0)
+    X, y = make_classification(n_train + n_test, sizes[0], sizes[-1], noise=3.0, seed=0)
     X_train, y_train, X_test, y_test = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
     print(f"fastbp {fb.__version__} demo: {sizes[-1]}-class problem generated in code, "
           f"{n_train} training / {n_test} test samples, network {'-'.join(map(str, sizes))} "

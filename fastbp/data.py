@@ -5,6 +5,7 @@ Every public entry point funnels its arrays through here, so a bad input raises 
 array-like (lists, Fortran-ordered, strided, read-only, memmapped, integer, big-endian)
 becomes one C-contiguous array of the model's dtype.
 """
+import math
 import numbers
 
 import numpy as np
@@ -56,17 +57,19 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {array.shape}")
     if array.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} samples but {name} has {array.shape[0]}")
-    _check_finite(array, name)
-    empty_Y = np.zeros((0, n_outputs), dtype=dtype)
     if loss == Loss.CROSS_ENTROPY:
-        return empty_Y, _class_labels(array, n_outputs, name)
+        _check_finite(array, name)
+        return np.zeros((0, n_outputs), dtype=dtype), _class_labels(array, n_outputs, name)
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     if array.shape[1] != n_outputs:
         raise ValueError(f"{name} has {array.shape[1]} columns, but the model has {n_outputs} outputs")
-    if loss == Loss.BINARY_CROSS_ENTROPY and array.size and (array.min() < 0 or array.max() > 1):
+    # Check after the cast: a value finite in float64 can overflow the model's float32.
+    array = np.ascontiguousarray(array, dtype=dtype)
+    _check_finite(array, name)
+    if loss == Loss.BINARY_CROSS_ENTROPY and (array.min() < 0 or array.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for loss='binary_cross_entropy'")
-    return np.ascontiguousarray(array, dtype=dtype), _EMPTY_LABELS
+    return array, _EMPTY_LABELS
 
 
 def _class_labels(array, n_classes, name):
@@ -95,3 +98,15 @@ def check_positive_int(value, name):
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
+
+
+def check_real(value, name, low, low_inclusive=True, high=math.inf):
+    """Return ``value`` as a finite float within [low, high] (or (low, high])."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    too_low = value < low if low_inclusive else value <= low
+    if not math.isfinite(value) or too_low or value > high:
+        bound = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be finite and {bound} {low}, got {value}")
+    return value

@@ -2,9 +2,8 @@
 import numpy as np
 
 from . import _core
-from .data import check_positive_int
+from .data import check_positive_int, check_real
 from .model import Sequential
-from .optimizers import SGD
 
 
 def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, seed=0):
@@ -28,7 +27,7 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
     y : array-like
         As for :meth:`Sequential.gradients`.
     weight_decay : float, default 0.0
-    eps : float, default 1e-6
+    eps : float, default 1e-5
     max_checks : int or None
         Check at most this many parameters, drawn at random (seeded); None checks all.
     seed : int
@@ -42,8 +41,8 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastbp.Sequential, got {type(model).__name__}")
-    weight_decay = SGD(weight_decay=weight_decay).weight_decay
-    eps = SGD(lr=eps).lr
+    weight_decay = check_real(weight_decay, "weight_decay", 0.0)
+    eps = check_real(eps, "eps", 0.0, low_inclusive=False)
     twin = Sequential([layer.spec for layer in model.layers], loss=model.loss,
                       dtype="float64", seed=0)
     twin.parameters[...] = model.parameters

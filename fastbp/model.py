@@ -3,7 +3,7 @@ import numpy as np
 
 from . import _core
 from .activations import Activation
-from .data import check_positive_int, check_targets, check_X
+from .data import check_positive_int, check_real, check_targets, check_X
 from .layers import BoundDense, Dense
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD
@@ -15,13 +15,14 @@ _RELU_FAMILY = (Activation.RELU, Activation.LEAKY_RELU)
 
 
 def _check_dtype(dtype):
+    # dtype=None must not slip through: np.dtype(None) is float64.
     try:
-        dtype = np.dtype(dtype)
+        parsed = np.dtype(dtype) if dtype is not None else None
     except TypeError:
-        dtype = None
-    if dtype not in _DTYPES:
-        raise ValueError("dtype must be 'float32' or 'float64'")
-    return dtype
+        parsed = None
+    if parsed is None or not any(parsed is valid for valid in _DTYPES):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return parsed
 
 
 class Sequential:
@@ -197,13 +198,16 @@ class Sequential:
         -------
         loss : float
         grads : list of (dW, db)
-            One pair per Dense layer, shaped like its weight and bias (copies).
+            One pair per Dense layer, shaped like its weight and bias (copies); NaN if the
+            loss is not finite.
         """
-        weight_decay = SGD(weight_decay=weight_decay).weight_decay
+        weight_decay = check_real(weight_decay, "weight_decay", 0.0)
         X, Y, labels = self._check_Xy(X, y)
         plan = self._plan
         plan.ensure_capacity(X.shape[0])
         loss = _core.gradients(plan, X, Y, labels, weight_decay)
+        if not np.isfinite(loss):  # the core skips backward then; never return stale values
+            plan.grads[...] = np.nan
         grads = [(plan.weight(plan.grads, i).copy(), plan.bias(plan.grads, i).copy())
                  for i in range(len(self._specs))]
         return float(loss), grads

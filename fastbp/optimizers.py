@@ -1,25 +1,14 @@
 """Optimizer settings. The update rules themselves run in C (src_c/_optim.pxd)."""
-import math
-import numbers
 from dataclasses import dataclass
 from enum import IntEnum
+
+from .data import check_real
 
 
 class OptimizerCode(IntEnum):
     """Twin of the ``OPT_*`` codes in ``src_c/_optim.pxd`` (a test asserts they agree)."""
 
     SGD = 0
-
-
-def _real(value, name, low, low_inclusive=True, high=math.inf):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    too_low = value < low if low_inclusive else value <= low
-    if not math.isfinite(value) or too_low or value > high:
-        bound = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be finite and {bound} {low}, got {value}")
-    return value
 
 
 @dataclass
@@ -64,11 +53,11 @@ class SGD:
 
     def check(self):
         """Validate the settings (also called before every use, as they are mutable)."""
-        self.lr = _real(self.lr, "lr", 0.0, low_inclusive=False)
-        self.momentum = _real(self.momentum, "momentum", 0.0)
+        self.lr = check_real(self.lr, "lr", 0.0, low_inclusive=False)
+        self.momentum = check_real(self.momentum, "momentum", 0.0)
         if self.momentum >= 1.0:
             raise ValueError(f"momentum must be < 1, got {self.momentum}")
-        self.weight_decay = _real(self.weight_decay, "weight_decay", 0.0)
+        self.weight_decay = check_real(self.weight_decay, "weight_decay", 0.0)
         if not isinstance(self.nesterov, (bool, int)) or self.nesterov not in (0, 1):
             raise TypeError(f"nesterov must be a bool, got {self.nesterov!r}")
         self.nesterov = bool(self.nesterov)

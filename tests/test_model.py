@@ -230,3 +230,12 @@ def test_repr_shows_the_architecture():
     text = repr(fb.mlp([784, 128, 10], loss="cross_entropy"))
     assert "Dense(784, 128, activation='relu')" in text and "cross_entropy" in text
     assert "Dense(128, 10" in repr(fb.Dense(128, 10))
+
+
+def test_gradients_are_nan_not_stale_when_the_loss_overflows():
+    model = fb.mlp([2, 3, 1], activation="relu", seed=0)
+    X, y = np.ones((4, 2)), np.ones(4)
+    model.gradients(X, y)
+    loss, grads = model.gradients(X * 1e30, y)
+    assert not np.isfinite(loss)
+    assert all(np.isnan(dW).all() and np.isnan(db).all() for dW, db in grads)
