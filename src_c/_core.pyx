@@ -138,6 +138,16 @@ cdef _check_batch_args(Net *net, Py_ssize_t n_rows, Py_ssize_t n_features,
             raise ValueError("layer %d is too large for 32-bit BLAS indexing" % l)
 
 
+cdef OptimizerStep _sgd(double lr, double momentum, bint nesterov, double weight_decay):
+    cdef OptimizerStep opt
+    opt.code = OPT_SGD
+    opt.lr = lr
+    opt.momentum = momentum
+    opt.weight_decay = weight_decay
+    opt.nesterov = nesterov
+    return opt
+
+
 # ---------------------------------------------------------------- the nogil kernels
 
 cdef inline void _gather(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_t B,
@@ -231,12 +241,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef const floating *Xb
     cdef double loss, loss_sum = 0
     cdef int status = STATUS_OK
-    cdef OptimizerStep opt
-    opt.code = OPT_SGD
-    opt.lr = lr
-    opt.momentum = momentum
-    opt.weight_decay = weight_decay
-    opt.nesterov = nesterov
+    cdef OptimizerStep opt = _sgd(lr, momentum, nesterov, weight_decay)
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
     try:
         if G.shape[0] != P.shape[0] or keep.shape[0] < P.shape[0] + n_state:
@@ -416,11 +421,6 @@ def _twin_colsum(const floating[:, ::1] D, floating[::1] out):
 def _twin_sgd(floating[::1] params, const floating[::1] grads, floating[::1] state,
               Py_ssize_t n_weights, double lr, double momentum, bint nesterov,
               double weight_decay):
-    cdef OptimizerStep opt
-    opt.code = OPT_SGD
-    opt.lr = lr
-    opt.momentum = momentum
-    opt.weight_decay = weight_decay
-    opt.nesterov = nesterov
+    cdef OptimizerStep opt = _sgd(lr, momentum, nesterov, weight_decay)
     return apply_update(&opt, &params[0], &grads[0], &state[0] if state.shape[0] else NULL,
                         params.shape[0], n_weights)
