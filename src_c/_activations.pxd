@@ -5,7 +5,7 @@
 # C. Why one switch outside the loops: each inner loop is branch-free so GCC vectorises it.
 #    Codes are mirrored by fastbp.activations.Activation (a test asserts they agree).
 from cython cimport floating
-from libc.math cimport exp, expf, tanh, tanhf
+from libc.math cimport exp, tanh, tanhf
 
 cdef enum:
     ACT_IDENTITY = 0
@@ -21,9 +21,14 @@ cdef extern from *:
     double LEAKY_SLOPE "FASTBP_LEAKY_SLOPE"
 
 
+cdef extern from "_vecmath.h":
+    float fastbp_expf(float x) noexcept nogil
+
+
 cdef inline floating fexp(floating x) noexcept nogil:
+    """exp that vectorises in float32 (see _vecmath.h); libm's exp in float64, for accuracy."""
     if floating is float:
-        return expf(x)
+        return fastbp_expf(x)
     else:
         return exp(x)
 

@@ -152,9 +152,15 @@ cdef OptimizerStep _sgd(double lr, double momentum, bint nesterov, double weight
 
 cdef inline void _gather(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_t B,
                          Py_ssize_t F, floating *Xb__bf) noexcept nogil:
-    cdef Py_ssize_t r
+    # A plain loop, not memcpy: rows of a few dozen floats are dominated by call overhead.
+    cdef Py_ssize_t r, j
+    cdef const floating *src
+    cdef floating *dst
     for r in range(B):
-        memcpy(Xb__bf + r * F, X__nf + idx[r] * F, F * sizeof(floating))
+        src = X__nf + idx[r] * F
+        dst = Xb__bf + r * F
+        for j in range(F):
+            dst[j] = src[j]
 
 
 cdef inline void _colsum(const floating *D__bo, Py_ssize_t B, Py_ssize_t O,
@@ -182,6 +188,16 @@ cdef void _forward(Net *net, const floating *P, floating *ws, const floating *Xb
         mm_nn(A_prev, P + L.w, Z, <int> B, <int> L.n_in, <int> L.n_out, <floating> 0)
         bias_act(Z, P + L.b, B, L.n_out, L.act)
         A_prev = Z
+
+
+cdef void _forward_gemms(Net *net, const floating *P, floating *ws, const floating *Xb,
+                        Py_ssize_t B) noexcept nogil:
+    cdef Py_ssize_t l
+    cdef const floating *A_prev = Xb
+    for l in range(net.n_layers):
+        mm_nn(A_prev, P + net.layers[l].w, ws + net.layers[l].a, <int> B,
+              <int> net.layers[l].n_in, <int> net.layers[l].n_out, <floating> 0)
+        A_prev = ws + net.layers[l].a
 
 
 cdef void _backward(Net *net, const floating *P, floating *G, floating *ws,
@@ -379,6 +395,37 @@ def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     finally:
         free(net.layers)
     return total / X.shape[0]
+
+
+def gemm_roofline(plan, const floating[:, ::1] X, Py_ssize_t batch_size):
+    """Run only the GEMMs of one training epoch over X (rows in order), through the same BLAS
+    wrappers and buffers as train_epoch: per batch, each layer's forward Z = A·W, its
+    dW = Aᵀ·dZ and, except for the first layer, dA = dZ·Wᵀ. The benchmarks time this as the
+    limit ("roofline") that the full training step is measured against; results are junk."""
+    cdef floating[::1] P = plan.params, G = plan.grads, ws = plan.workspace
+    cdef Py_ssize_t start, B, l
+    cdef Layer *L
+    cdef const floating *A_prev
+    cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
+    try:
+        _check_batch_args(&net, 0, X.shape[1], 0, net.layers[net.n_layers - 1].n_out, 0,
+                          min(batch_size, X.shape[0]))
+        with nogil:
+            start = 0
+            while start < X.shape[0]:
+                B = min(batch_size, X.shape[0] - start)
+                _forward_gemms(&net, &P[0], &ws[0], &X[start, 0], B)
+                for l in range(net.n_layers - 1, -1, -1):
+                    L = &net.layers[l]
+                    A_prev = &X[start, 0] if l == 0 else &ws[0] + net.layers[l - 1].a
+                    mm_tn(A_prev, &ws[0] + L.a, &G[0] + L.w, <int> L.n_in, <int> B,
+                          <int> L.n_out, <floating> 0)
+                    if l > 0:
+                        mm_nt(&ws[0] + L.a, &P[0] + L.w, &ws[0] + net.scratch, <int> B,
+                              <int> L.n_out, <int> L.n_in, <floating> 0)
+                start += B
+    finally:
+        free(net.layers)
 
 
 # ---------------------------------------------------------------- test twins of the kernels

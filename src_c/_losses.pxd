@@ -43,7 +43,7 @@ cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, cons
     """mean over rows of logsumexp(z) - z[label]; gradient (softmax(z) - onehot) / B."""
     cdef Py_ssize_t i, j, label
     cdef floating *z
-    cdef floating zmax, e, s, scale, inv_b = <floating> (1.0 / B)
+    cdef floating zmax, s, scale, inv_b = <floating> (1.0 / B)
     cdef double total = 0
     for i in range(B):
         z = Z__bo + i * O
@@ -53,11 +53,11 @@ cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, cons
             if z[j] > zmax:
                 zmax = z[j]
         total += zmax - z[label]
+        for j in range(O):  # kept apart from the sum so it vectorises
+            z[j] = fexp(z[j] - zmax)
         s = 0
         for j in range(O):
-            e = fexp(z[j] - zmax)
-            z[j] = e
-            s += e
+            s += z[j]
         total += log(s)
         scale = inv_b / s
         for j in range(O):
@@ -110,9 +110,10 @@ cdef inline void output_activation(int loss, floating *Z__bo, Py_ssize_t B,
             for j in range(1, O):
                 if z[j] > zmax:
                     zmax = z[j]
-            s = 0
             for j in range(O):
                 z[j] = fexp(z[j] - zmax)
+            s = 0
+            for j in range(O):
                 s += z[j]
             s = 1 / s
             for j in range(O):
