@@ -4,8 +4,8 @@ The hot loops (forward, backward, update) run in a compiled core over SciPy's BL
 package defines models, checks inputs and orchestrates training.
 """
 try:
-    from . import _core  # noqa: F401  (the compiled extension; everything below needs it)
-except ImportError as error:  # pragma: no cover - depends on how Python was started
+    from . import _native  # noqa: F401  (imports the compiled core; everything below needs it)
+except ModuleNotFoundError as error:  # pragma: no cover - depends on how Python was started
     raise ImportError(
         f"fastbp's compiled core could not be imported from {__path__[0]}. If that is the "
         "source checkout, Python found it before the installed package (python -m puts the "

@@ -1,7 +1,7 @@
 """Gradient checking against central finite differences, in float64."""
 import numpy as np
 
-from . import _core
+from ._native import core as _core
 from .data import check_positive_int, check_real
 from .model import Sequential
 

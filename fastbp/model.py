@@ -1,7 +1,7 @@
 """Sequential: a stack of Dense layers compiled to one Plan, with training and inference."""
 import numpy as np
 
-from . import _core
+from ._native import core as _core
 from .activations import Activation
 from .data import check_positive_int, check_real, check_targets, check_X
 from .layers import BoundDense, Dense

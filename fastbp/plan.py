@@ -6,7 +6,7 @@ so weight decay covers exactly the prefix ``[0, n_weights)``.
 """
 import numpy as np
 
-from . import _core
+from ._native import core as _core
 
 _TABLE_COLUMNS = ("n_in", "n_out", "act", "w_offset", "b_offset")
 

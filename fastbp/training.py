@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from . import _core
+from ._native import core as _core
 
 _STATUS_NONFINITE_LOSS = _core.CODES["STATUS_NONFINITE_LOSS"]
 _STATUS_NONFINITE_PARAMS = _core.CODES["STATUS_NONFINITE_PARAMS"]

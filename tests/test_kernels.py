@@ -1,4 +1,5 @@
-"""The compiled kernels, one by one, through their ``def`` twins in ``fastbp._core``.
+"""The compiled kernels, one by one, through their ``def`` twins, in every
+compiled build of the core that runs here (``fastbp._core`` and ``fastbp._core_avx2``).
 
 Each twin runs one inline kernel of ``src_c/*.pxd`` on arrays we hand it; here every one is
 checked in float32 and float64 against a NumPy computation done in float64 from the same
@@ -12,7 +13,7 @@ import pytest
 from scipy.special import expit, logsumexp, softmax
 
 import fastbp
-from fastbp import Activation, Loss, _core
+from fastbp import Activation, Loss, _native
 from fastbp.activations import LEAKY_RELU_SLOPE
 from fastbp.optimizers import OptimizerCode
 
@@ -22,6 +23,14 @@ EMPTY_LABELS = np.zeros(0, dtype=np.intp)
 
 #: Inputs far beyond where exp overflows (float32 past ~88, float64 past ~709).
 EXTREMES = [-1e4, -1e3, -100.0, -80.0, -20.0, 0.0, 20.0, 80.0, 100.0, 1e3, 1e4]
+
+
+@pytest.fixture(params=_native.available())
+def core(request):
+    """Each compiled build of the core that runs on this CPU (baseline, AVX2)."""
+    return _native.load(request.param)
+
+
 #: Logits to push the fused losses to their limits, per dtype.
 EXTREME_LOGIT = {np.float32: 80.0, np.float64: 1e4}
 
@@ -83,22 +92,22 @@ MM_CASES = {
 @dtypes
 @pytest.mark.parametrize("beta", [0.0, 0.5], ids=["beta0", "beta0.5"])
 @pytest.mark.parametrize("kind", list(MM_CASES))
-def test_mm(kind, beta, dtype):
+def test_mm(core, kind, beta, dtype):
     a_shape, b_shape, product = MM_CASES[kind]
     rng = rng_for(kind, beta, dtype)
     A, B = normal(rng, a_shape, dtype), normal(rng, b_shape, dtype)
     # With beta == 0 BLAS must not read C: stale NaNs in the workspace must not leak through.
     C0 = np.full((5, 7), np.nan, dtype) if beta == 0 else normal(rng, (5, 7), dtype)
     C = C0.copy()
-    _core._twin_mm(kind, A, B, C, beta)
+    core._twin_mm(kind, A, B, C, beta)
     expected = product(f64(A), f64(B)) + (beta * f64(C0) if beta else 0)
     assert_close(C, expected, dtype)
 
 
-def test_mm_rejects_unknown_kind():
+def test_mm_rejects_unknown_kind(core):
     A = np.zeros((2, 3))
     with pytest.raises(ValueError):
-        _core._twin_mm("tt", A, A, np.zeros((2, 2)), 0.0)
+        core._twin_mm("tt", A, A, np.zeros((2, 2)), 0.0)
 
 
 # ---------------------------------------------------------------- activations
@@ -112,12 +121,12 @@ def pre_activations(rng, dtype):
 
 @dtypes
 @activations
-def test_bias_act(act, dtype):
+def test_bias_act(core, act, dtype):
     rng = rng_for("bias_act", act, dtype)
     Z0 = pre_activations(rng, dtype)
     b = normal(rng, Z0.shape[1], dtype, scale=0.5)
     Z = Z0.copy()
-    _core._twin_bias_act(Z, b, int(act))
+    core._twin_bias_act(Z, b, int(act))
     with np.errstate(over="ignore"):
         expected = ACT_FORWARD[act](f64(Z0) + f64(b))
     assert_close(Z, expected, dtype)
@@ -125,9 +134,9 @@ def test_bias_act(act, dtype):
 
 @dtypes
 @pytest.mark.parametrize("act", [Activation.SIGMOID, Activation.TANH], ids=["sigmoid", "tanh"])
-def test_squashing_activations_saturate_without_nan(act, dtype):
+def test_squashing_activations_saturate_without_nan(core, act, dtype):
     Z = np.array([EXTREMES], dtype=dtype)
-    _core._twin_bias_act(Z, np.zeros(Z.shape[1], dtype), int(act))
+    core._twin_bias_act(Z, np.zeros(Z.shape[1], dtype), int(act))
     low = 0.0 if act == Activation.SIGMOID else -1.0
     assert np.all(np.isfinite(Z))
     assert Z[0, 0] == low and Z[0, -1] == 1.0
@@ -136,22 +145,22 @@ def test_squashing_activations_saturate_without_nan(act, dtype):
 
 @dtypes
 @activations
-def test_act_backward(act, dtype):
+def test_act_backward(core, act, dtype):
     rng = rng_for("act_backward", act, dtype)
     with np.errstate(over="ignore"):
         A0 = ACT_FORWARD[act](f64(pre_activations(rng, dtype))).astype(dtype).ravel()
     dA = normal(rng, A0.shape, dtype)
     A = A0.copy()
-    _core._twin_act_backward(A, dA, int(act))
+    core._twin_act_backward(A, dA, int(act))
     assert_close(A, f64(dA) * ACT_DERIVATIVE[act](f64(A0)), dtype)
 
 
 @dtypes
 @pytest.mark.parametrize("shape", [(5, 7), (1, 7), (7, 2)], ids=["5x7", "1x7", "7x2"])
-def test_colsum(shape, dtype):
+def test_colsum(core, shape, dtype):
     D = normal(rng_for("colsum", shape, dtype), shape, dtype)
     out = np.full(shape[1], np.nan, dtype)
-    _core._twin_colsum(D, out)
+    core._twin_colsum(D, out)
     assert_close(out, f64(D).sum(axis=0), dtype)
 
 
@@ -205,10 +214,10 @@ LOSS_IDS = [f"{loss.name.lower()}-{act.name.lower()}{'-extreme' if extreme else 
 
 @dtypes
 @pytest.mark.parametrize("loss, act, extreme", LOSS_CASES, ids=LOSS_IDS)
-def test_loss_and_gradient(loss, act, extreme, dtype):
+def test_loss_and_gradient(core, loss, act, extreme, dtype):
     Z0, Y, labels = loss_inputs(loss, act, dtype, rng_for("loss", loss, act, dtype), extreme)
     Z = Z0.copy()
-    value = _core._twin_loss(int(loss), int(act), Z, Y, labels)
+    value = core._twin_loss(int(loss), int(act), Z, Y, labels)
     expected_value, expected_grad = reference_loss(loss, act, f64(Z0), f64(Y), labels)
     assert np.isfinite(value)
     assert value == pytest.approx(expected_value, rel=RTOL[dtype])
@@ -218,11 +227,11 @@ def test_loss_and_gradient(loss, act, extreme, dtype):
 @dtypes
 @pytest.mark.parametrize("extreme", [False, True], ids=["ordinary", "extreme"])
 @pytest.mark.parametrize("loss", list(Loss), ids=lambda loss: loss.name.lower())
-def test_output_activation(loss, extreme, dtype):
+def test_output_activation(core, loss, extreme, dtype):
     Z0, _, _ = loss_inputs(Loss.CROSS_ENTROPY, Activation.IDENTITY, dtype,
                            rng_for("output", loss, dtype), extreme)
     Z = Z0.copy()
-    _core._twin_output_activation(int(loss), Z)
+    core._twin_output_activation(int(loss), Z)
     expected = {Loss.MSE: lambda z: z, Loss.CROSS_ENTROPY: lambda z: softmax(z, axis=1),
                 Loss.BINARY_CROSS_ENTROPY: expit}[loss](f64(Z0))
     assert_close(Z, expected, dtype)
@@ -253,7 +262,7 @@ SGD_IDS = [f"mu{mu}-{'nesterov' if nest else 'plain'}-wd{wd}" for mu, nest, wd i
 
 @dtypes
 @pytest.mark.parametrize("momentum, nesterov, weight_decay", SGD_SETTINGS, ids=SGD_IDS)
-def test_sgd_matches_documented_rule(momentum, nesterov, weight_decay, dtype):
+def test_sgd_matches_documented_rule(core, momentum, nesterov, weight_decay, dtype):
     rng = rng_for("sgd", momentum, nesterov, weight_decay, dtype)
     lr = 0.1
     params = normal(rng, N_PARAMS, dtype)
@@ -261,7 +270,7 @@ def test_sgd_matches_documented_rule(momentum, nesterov, weight_decay, dtype):
     p, v = f64(params), np.zeros(N_PARAMS)
     for _ in range(3):  # several steps, so the velocity matters
         grads = normal(rng, N_PARAMS, dtype)
-        flag = _core._twin_sgd(params, grads, state, N_WEIGHTS, lr, momentum, nesterov,
+        flag = core._twin_sgd(params, grads, state, N_WEIGHTS, lr, momentum, nesterov,
                                weight_decay)
         assert flag == 0
         p, v = reference_sgd(p, f64(grads), v, f64(dtype(lr)), f64(dtype(momentum)), nesterov,
@@ -271,9 +280,9 @@ def test_sgd_matches_documented_rule(momentum, nesterov, weight_decay, dtype):
             assert_close(state, v, dtype)
 
 
-def test_sgd_weight_decay_spares_biases():
+def test_sgd_weight_decay_spares_biases(core):
     params = np.ones(N_PARAMS)
-    _core._twin_sgd(params, np.zeros(N_PARAMS), np.zeros(0), N_WEIGHTS, 0.5, 0.0, False, 0.2)
+    core._twin_sgd(params, np.zeros(N_PARAMS), np.zeros(0), N_WEIGHTS, 0.5, 0.0, False, 0.2)
     assert params[:N_WEIGHTS] == pytest.approx(0.9, rel=1e-15)  # 1 - 0.5 * 0.2 * 1
     assert np.all(params[N_WEIGHTS:] == 1.0)
 
@@ -286,26 +295,26 @@ OVERFLOW_AT = {"weight": 2, "bias": N_PARAMS - 1}
 @pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)],
                          ids=["sgd", "momentum", "nesterov"])
 @pytest.mark.parametrize("where", list(OVERFLOW_AT))
-def test_sgd_flags_non_finite_parameters(where, momentum, nesterov, dtype):
+def test_sgd_flags_non_finite_parameters(core, where, momentum, nesterov, dtype):
     huge = np.finfo(dtype).max / 2
     grads = np.ones(N_PARAMS, dtype)
     grads[OVERFLOW_AT[where]] = huge
     state = np.zeros(N_PARAMS if momentum else 0, dtype)
 
     finite = np.ones(N_PARAMS, dtype)
-    assert _core._twin_sgd(finite, grads, state.copy(), N_WEIGHTS, 1.0, momentum, nesterov, 0.0) == 0
+    assert core._twin_sgd(finite, grads, state.copy(), N_WEIGHTS, 1.0, momentum, nesterov, 0.0) == 0
     assert np.all(np.isfinite(finite))
 
     overflowing = np.ones(N_PARAMS, dtype)  # lr * huge overflows the dtype
-    assert _core._twin_sgd(overflowing, grads, state, N_WEIGHTS, 1e6, momentum, nesterov, 0.0) == 1
+    assert core._twin_sgd(overflowing, grads, state, N_WEIGHTS, 1e6, momentum, nesterov, 0.0) == 1
     assert not np.isfinite(overflowing[OVERFLOW_AT[where]])
 
 
 @dtypes
-def test_sgd_flags_nan_gradient(dtype):
+def test_sgd_flags_nan_gradient(core, dtype):
     grads = np.zeros(N_PARAMS, dtype)
     grads[N_WEIGHTS] = np.nan
-    assert _core._twin_sgd(np.ones(N_PARAMS, dtype), grads, np.zeros(0, dtype), N_WEIGHTS,
+    assert core._twin_sgd(np.ones(N_PARAMS, dtype), grads, np.zeros(0, dtype), N_WEIGHTS,
                            0.1, 0.0, False, 0.0) == 1
 
 
@@ -315,23 +324,23 @@ ENUM_TWINS = {"ACT": Activation, "LOSS": Loss, "OPT": OptimizerCode}
 
 
 @pytest.mark.parametrize("prefix", list(ENUM_TWINS))
-def test_python_enums_match_c_codes(prefix):
-    c_codes = {name[len(prefix) + 1:]: code for name, code in _core.CODES.items()
+def test_python_enums_match_c_codes(core, prefix):
+    c_codes = {name[len(prefix) + 1:]: code for name, code in core.CODES.items()
                if name.startswith(prefix + "_")}
     python_codes = {member.name: int(member) for member in ENUM_TWINS[prefix]}
     assert c_codes == python_codes
 
 
-def test_status_codes_are_distinct_and_ok_is_zero():
-    statuses = {name: code for name, code in _core.CODES.items() if name.startswith("STATUS_")}
+def test_status_codes_are_distinct_and_ok_is_zero(core):
+    statuses = {name: code for name, code in core.CODES.items() if name.startswith("STATUS_")}
     assert statuses["STATUS_OK"] == 0
     assert len(set(statuses.values())) == len(statuses)
 
 
-def test_every_c_code_has_a_python_twin():
+def test_every_c_code_has_a_python_twin(core):
     prefixes = set(ENUM_TWINS) | {"STATUS"}
-    assert {name.split("_")[0] for name in _core.CODES} == prefixes
+    assert {name.split("_")[0] for name in core.CODES} == prefixes
 
 
-def test_leaky_relu_slope_matches():
-    assert _core.LEAKY_RELU_SLOPE == LEAKY_RELU_SLOPE == fastbp.activations.LEAKY_RELU_SLOPE
+def test_leaky_relu_slope_matches(core):
+    assert core.LEAKY_RELU_SLOPE == LEAKY_RELU_SLOPE == fastbp.activations.LEAKY_RELU_SLOPE

@@ -239,3 +239,25 @@ def test_gradients_are_nan_not_stale_when_the_loss_overflows():
     loss, grads = model.gradients(X * 1e30, y)
     assert not np.isfinite(loss)
     assert all(np.isnan(dW).all() and np.isnan(db).all() for dW, db in grads)
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_every_core_build_trains_alike(dtype, rtol):
+    """The baseline and AVX2 builds of the core run the same epoch to the same weights."""
+    from fastbp import _native
+
+    X, y = make_classification(200, 12, 4, seed=3)
+    X = X.astype(dtype)
+    labels = y.astype(np.intp)
+    order = np.random.default_rng(0).permutation(200)
+    results = []
+    for name in _native.available():
+        model = fb.mlp([12, 9, 4], activation="tanh", loss="cross_entropy", dtype=dtype, seed=0)
+        model._use_optimizer(fb.SGD(lr=0.1, momentum=0.9))
+        model._plan.ensure_capacity(16)
+        status, _, _ = _native.load(name).train_epoch(
+            model._plan, X, np.zeros((0, 4), dtype), labels, order, 16, 0.1, 0.9, False, 0.0)
+        assert status == 0
+        results.append(model.parameters.copy())
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=rtol, atol=rtol * 1e-3)
