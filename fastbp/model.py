@@ -8,6 +8,7 @@ from .layers import BoundDense, Dense
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD
 from .plan import Plan
+from .threads import blas_threads, check_threads, resolve
 from .training import raise_for_status, run_epochs
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -42,6 +43,11 @@ class Sequential:
         Seeds initialisation (He-uniform for relu-family layers, Glorot-uniform otherwise,
         zero biases) and shuffling; a fixed seed makes training bitwise repeatable at a fixed
         BLAS thread count.
+    threads : "auto", int or None, default "auto"
+        BLAS threads for ``fit``, ``predict`` and ``evaluate`` (each can override it):
+        "auto" uses one thread when the network's GEMMs are too small to gain from more and
+        otherwise leaves the BLAS setting as it is; an int sets that many; None never touches
+        it. The caller's BLAS setting is restored after every call.
 
     Attributes
     ----------
@@ -52,7 +58,7 @@ class Sequential:
         The flat parameter buffer: all weights (row-major, layer order), then all biases.
     """
 
-    def __init__(self, layers, loss="mse", dtype="float32", seed=None):
+    def __init__(self, layers, loss="mse", dtype="float32", seed=None, threads="auto"):
         specs = tuple(layers)
         if not specs:
             raise ValueError("layers must hold at least one Dense layer")
@@ -69,6 +75,7 @@ class Sequential:
         self._plan = Plan(specs, self._loss, _check_dtype(dtype))
         self._rng = np.random.default_rng(seed)
         self._optimizer = None
+        self.threads = check_threads(threads)
         self._initialise()
 
     # ------------------------------------------------------------------ structure
@@ -108,6 +115,32 @@ class Sequential:
         return (f"Sequential([\n    {layers}],\n    loss={self.loss!r}, dtype={self.dtype.name!r}, "
                 f"n_parameters={self._plan.n_params})")
 
+    def summary(self, batch_size=32):
+        """A table of the layers and the memory the model uses, training at ``batch_size``.
+
+        Returns
+        -------
+        str
+            Per layer: widths, activation, parameter count; then the bytes of the
+            parameter, gradient and optimizer-state buffers and of the training workspace
+            (gathered input batch, every layer's output, one delta scratch block).
+        """
+        batch_size = check_positive_int(batch_size, "batch_size")
+        plan, itemsize = self._plan, self.dtype.itemsize
+        lines = [f"Sequential, loss={self.loss!r}, dtype={self.dtype.name!r}",
+                 f"{'layer':>5}  {'in':>6}  {'out':>6}  {'activation':<11} {'parameters':>11}"]
+        for i, spec in enumerate(self._specs):
+            count = (spec.in_features + 1) * spec.out_features
+            lines.append(f"{i:>5}  {spec.in_features:>6}  {spec.out_features:>6}  "
+                         f"{spec.activation:<11} {count:>11,}")
+        kib = 1024.0
+        lines += [f"parameters {plan.n_params:,} ({plan.n_params * itemsize / kib:,.1f} KiB), "
+                  f"gradients {plan.grads.nbytes / kib:,.1f} KiB, optimizer state "
+                  f"{plan.state.nbytes / kib:,.1f} KiB",
+                  f"training workspace at batch {batch_size}: "
+                  f"{plan.workspace_bytes(batch_size) / kib:,.1f} KiB"]
+        return "\n".join(lines)
+
     def _initialise(self):
         for layer in self.layers:
             fan_in, fan_out = layer.weight.shape
@@ -127,6 +160,11 @@ class Sequential:
         Y, labels = check_targets(y, X.shape[0], self.n_outputs, self._loss, self.dtype)
         return X, Y, labels
 
+    def _blas_threads(self, threads, rows):
+        """Context that sets SciPy's BLAS threads for a call on batches of ``rows`` rows."""
+        threads = check_threads(self.threads if threads is None else threads)
+        return blas_threads(resolve(threads, self._plan.largest_gemm_flops(rows)))
+
     def _use_optimizer(self, optimizer):
         """Validate ``optimizer`` and make its state ready, keeping it across calls with the
         same instance; a new instance starts from zero state."""
@@ -142,12 +180,14 @@ class Sequential:
         return optimizer
 
     # ------------------------------------------------------------------ inference
-    def predict(self, X):
+    def predict(self, X, threads=None):
         """Network output for each row of X.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        threads : "auto", int or None
+            BLAS threads for this call; None uses the model's ``threads`` setting.
 
         Returns
         -------
@@ -157,12 +197,15 @@ class Sequential:
         """
         X = self._check_X(X)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        self._plan.ensure_capacity(self._plan.predict_rows(X.shape[0]))
-        _core.forward(self._plan, X, out, True)
+        rows = self._plan.predict_rows(X.shape[0])
+        self._plan.ensure_capacity(rows)
+        with self._blas_threads(threads, rows):
+            _core.forward(self._plan, X, out, True)
         return out
 
-    def evaluate(self, X, y):
-        """Mean loss on (X, y) and, for classification losses, accuracy.
+    def evaluate(self, X, y, threads=None):
+        """Mean loss on (X, y) and, for classification losses, accuracy (``threads`` as for
+        :meth:`predict`).
 
         Returns
         -------
@@ -173,8 +216,10 @@ class Sequential:
         """
         X, Y, labels = self._check_Xy(X, y)
         logits = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        self._plan.ensure_capacity(self._plan.predict_rows(X.shape[0]))
-        result = {"loss": float(_core.evaluate(self._plan, X, Y, labels, logits))}
+        rows = self._plan.predict_rows(X.shape[0])
+        self._plan.ensure_capacity(rows)
+        with self._blas_threads(threads, rows):
+            result = {"loss": float(_core.evaluate(self._plan, X, Y, labels, logits))}
         if self._loss == Loss.CROSS_ENTROPY:
             result["accuracy"] = float(np.mean(np.argmax(logits, axis=1) == labels))
         elif self._loss in CLASSIFICATION:
@@ -226,7 +271,8 @@ class Sequential:
         raise_for_status(status, n_batches, "train_step")
         return loss_sum / X.shape[0]
 
-    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, verbose=0):
+    def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, verbose=0,
+            threads=None):
         """Train by mini-batch backpropagation.
 
         Parameters
@@ -243,6 +289,8 @@ class Sequential:
             Draw a new row order each epoch from the model's seeded generator.
         verbose : int, default 0
             1 prints one line per epoch.
+        threads : "auto", int or None
+            BLAS threads for this call; None uses the model's ``threads`` setting.
 
         Returns
         -------
@@ -256,15 +304,18 @@ class Sequential:
         """
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
+        check_threads(threads)
         X, Y, labels = self._check_Xy(X, y)
         optimizer = self._use_optimizer(optimizer)
         batch_size = min(batch_size, X.shape[0])
         self._plan.ensure_capacity(batch_size)
-        return run_epochs(self._plan, X, Y, labels, epochs, batch_size, optimizer,
-                          bool(shuffle), self._rng, verbose)
+        with self._blas_threads(threads, batch_size):
+            return run_epochs(self._plan, X, Y, labels, epochs, batch_size, optimizer,
+                              bool(shuffle), self._rng, verbose)
 
 
-def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="float32", seed=None):
+def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="float32", seed=None,
+        threads="auto"):
     """A :class:`Sequential` from layer widths, e.g. ``mlp([784, 128, 10], loss="cross_entropy")``.
 
     Parameters
@@ -275,10 +326,12 @@ def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="flo
         Activation of every hidden layer.
     output_activation : str or None
         Activation of the last layer (must be None for the cross-entropy losses).
+    loss, dtype, seed, threads
+        As for :class:`Sequential`.
     """
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
     layers = [Dense(n_in, n_out, activation) for n_in, n_out in zip(sizes[:-2], sizes[1:-1])]
     layers.append(Dense(sizes[-2], sizes[-1], output_activation))
-    return Sequential(layers, loss=loss, dtype=dtype, seed=seed)
+    return Sequential(layers, loss=loss, dtype=dtype, seed=seed, threads=threads)

@@ -56,6 +56,10 @@ class Plan:
         """Rows the current workspace holds."""
         return self.workspace.shape[0] // self.row_length
 
+    def largest_gemm_flops(self, rows):
+        """Floating-point operations of the step's largest GEMM on ``rows`` rows."""
+        return 2 * rows * int((self.table[:, 0] * self.table[:, 1]).max())
+
     def workspace_bytes(self, rows):
         return rows * self.row_length * self.dtype.itemsize
 

@@ -163,6 +163,22 @@ cdef inline void _gather(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_
             dst[j] = src[j]
 
 
+cdef extern from "_vecmath.h":
+    void fastbp_prefetch(const void *address) noexcept nogil
+
+
+cdef inline void _prefetch_rows(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_t B,
+                                Py_ssize_t F) noexcept nogil:
+    """Start loading the next batch's rows while this batch computes: shuffled rows of a
+    large X come from DRAM, and a plain gather would stall on each of them."""
+    cdef Py_ssize_t r, offset
+    cdef const char *row
+    for r in range(B):
+        row = <const char *> (X__nf + idx[r] * F)
+        for offset in range(0, F * <Py_ssize_t> sizeof(floating), 64):
+            fastbp_prefetch(row + offset)
+
+
 cdef inline void _colsum(const floating *D__bo, Py_ssize_t B, Py_ssize_t O,
                          floating *out__o) noexcept nogil:
     cdef Py_ssize_t i, j
@@ -284,6 +300,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 if order_p != NULL:
                     idx = order_p + start
                     _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
+                    _prefetch_rows(&X[0, 0], idx + B, min(batch_size, n_rows - start - B),
+                                   X.shape[1])
                     Xb = &ws[0]
                 else:
                     idx = NULL
