@@ -19,8 +19,7 @@ class Plan:
 
     Attributes read by ``fastbp._core``: ``table`` (int64, one row per layer:
     n_in, n_out, activation code, weight offset, bias offset), ``loss_code``, ``n_weights``,
-    ``params``, ``grads``, ``state`` (optimizer), ``backup`` (parameters + state before an
-    epoch, restored if an update turns non-finite) and ``workspace``.
+    ``params``, ``grads``, ``state`` (optimizer) and ``workspace``.
     """
 
     def __init__(self, specs, loss_code, dtype):
@@ -40,7 +39,6 @@ class Plan:
         self.params = np.zeros(self.n_params, dtype=self.dtype)
         self.grads = np.zeros(self.n_params, dtype=self.dtype)
         self.state = np.zeros(0, dtype=self.dtype)
-        self.backup = np.zeros(self.n_params, dtype=self.dtype)
         self.workspace = np.zeros(0, dtype=self.dtype)
 
     def weight(self, buffer, layer):
@@ -75,4 +73,3 @@ class Plan:
     def reset_state(self, size):
         """Zero the optimizer state, sized for the optimizer about to train."""
         self.state = np.zeros(size, dtype=self.dtype)
-        self.backup = np.zeros(self.n_params + size, dtype=self.dtype)

@@ -49,9 +49,9 @@ def raise_for_status(status, n_batches, where):
             "its parameters from before that batch. Lower the learning rate or scale the inputs.")
     if status == _STATUS_NONFINITE_PARAMS:
         raise DivergenceError(
-            f"the update of {where}, batch {n_batches + 1} made parameters NaN or infinite; "
-            f"parameters and optimizer state are restored to their values before {where}. "
-            "Lower the learning rate or scale the inputs.")
+            f"the update of {where}, batch {n_batches + 1} would make parameters NaN or "
+            "infinite, so it was not applied; the model keeps its parameters and optimizer "
+            "state from before that batch. Lower the learning rate or scale the inputs.")
 
 
 def run_epochs(plan, X, Y, labels, epochs, batch_size, optimizer, shuffle, rng, verbose):

@@ -260,10 +260,10 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     """Run every mini-batch of one pass over ``order`` (rows of X; empty = rows in order).
 
     Returns ``(status, loss_sum, n_batches)``: loss_sum is Σ batch_mean·batch_rows over the
-    completed batches. On a non-finite loss the failing batch is not applied; on a non-finite
-    update the parameters and optimizer state are restored to their values at the call.
+    completed batches. A batch whose loss or update is non-finite is not applied: training
+    stops there with the parameters and optimizer state of the batch before.
     """
-    cdef floating[::1] P = plan.params, G = plan.grads, S = plan.state, keep = plan.backup
+    cdef floating[::1] P = plan.params, G = plan.grads, S = plan.state
     cdef floating[::1] ws = plan.workspace
     cdef Py_ssize_t n_rows = order.shape[0] if order.shape[0] > 0 else X.shape[0]
     cdef Py_ssize_t start, B, r, n_batches = 0
@@ -276,7 +276,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef OptimizerStep opt = _sgd(lr, momentum, nesterov, weight_decay)
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
     try:
-        if G.shape[0] != P.shape[0] or keep.shape[0] < P.shape[0] + n_state:
+        if G.shape[0] != P.shape[0]:
             raise ValueError("plan buffers have inconsistent lengths")
         if momentum != 0 and n_state < P.shape[0]:
             raise ValueError("momentum needs an optimizer state as long as the parameters")
@@ -291,9 +291,6 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 if order[r] < 0 or order[r] >= X.shape[0]:
                     raise ValueError("order holds row %d, X has %d rows" % (order[r], X.shape[0]))
         with nogil:
-            memcpy(&keep[0], &P[0], P.shape[0] * sizeof(floating))
-            if n_state > 0:
-                memcpy(&keep[P.shape[0]], &S[0], n_state * sizeof(floating))
             start = 0
             while start < n_rows:
                 B = min(batch_size, n_rows - start)
@@ -316,9 +313,6 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                     break
                 if apply_update(&opt, &P[0], &G[0], &S[0] if n_state > 0 else NULL,
                                 P.shape[0], net.n_weights):
-                    memcpy(&P[0], &keep[0], P.shape[0] * sizeof(floating))
-                    if n_state > 0:
-                        memcpy(&S[0], &keep[P.shape[0]], n_state * sizeof(floating))
                     status = STATUS_NONFINITE_PARAMS
                     break
                 loss_sum += loss * B
