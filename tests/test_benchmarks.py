@@ -1,0 +1,78 @@
+"""Smoke tests of the benchmark runner (fastbp.benchmarks.run): it runs and writes its
+reports. No timing assertions: speed is measured by the runner, never asserted in tests."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("threadpoolctl")
+from fastbp.benchmarks import run  # noqa: E402  (needs threadpoolctl)
+
+SMOKE_ARGS = ["--quick", "--configs", "tiny", "--threads", "1", "--repeats", "1",
+              "--implementations", "fastbp", "numpy"]
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    report = run.main([*SMOKE_ARGS, "--out", str(out)])
+    return out, report
+
+
+def test_writes_json_and_markdown(smoke_report):
+    out, report = smoke_report
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(report))
+    markdown = (out / "results.md").read_text()
+    assert "| config | threads | implementation | median ms | ratio to roofline |" in markdown
+
+
+def test_training_records_have_positive_finite_times(smoke_report):
+    _, report = smoke_report
+    (only_run,) = report["runs"]
+    training = {r["implementation"]: r for r in only_run["results"]
+                if r["suite"] == "train" and r["config"] == "tiny" and r["threads"] == 1}
+    assert set(training) == {"fastbp", "numpy", "roofline"}
+    for record in training.values():
+        assert len(record["times_s"]) == 1
+        values = [*record["times_s"], record["median_s"], record["median_ratio"]]
+        assert all(math.isfinite(v) and v > 0 for v in values)
+    assert training["roofline"]["median_ratio"] == 1.0
+
+
+def test_report_names_thread_pools_and_kernels(smoke_report):
+    _, report = smoke_report
+    (only_run,) = report["runs"]
+    assert only_run["threads"]["1"]["pools"] and "label" in only_run["kernels"]
+    assert list(report["settings"]["threads"]) == [1]
+
+
+def test_paired_ratio_is_the_median_of_per_repeat_ratios():
+    summary = run.summarize({"roofline": [1.0, 10.0, 10.0], "x": [2.0, 11.0, 20.0]}, "roofline")
+    assert summary["x"]["ratios"] == [2.0, 1.1, 2.0]
+    assert summary["x"]["median_ratio"] == 2.0  # not median(x) / median(roofline) = 1.1
+    assert summary["x"]["median_s"] == 11.0
+    assert summary["roofline"]["median_ratio"] == 1.0
+
+
+def test_round_robin_rotates_the_order():
+    calls = []
+    tasks = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = run.time_round_robin(tasks, repeats=3)
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+    assert all(len(values) == 3 for values in times.values())
+
+
+@pytest.mark.parametrize("name", ["torch", "sklearn"])
+def test_optional_adapters_train_and_predict(name):
+    """The torch and scikit-learn adapters run an epoch and predict probabilities."""
+    implementation = run.IMPLEMENTATIONS[name]
+    if not implementation.available():
+        pytest.skip(f"{name} is not installed")
+    config = run.Config("test", (8, 6, 3), 4, 16)
+    adapter = implementation()
+    adapter.prepare(run.make_problem(config, "float32", config.n_samples))
+    adapter.run_epoch()
+    proba = adapter.predict(np.ones((5, 8), dtype=np.float32))
+    assert proba.shape == (5, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
