@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from ._native import core as _core
 from .losses import Loss
 
 _EMPTY_LABELS = np.zeros(0, dtype=np.intp)
@@ -29,9 +30,18 @@ def _as_array(value, name):
     return array
 
 
+_BITS = {4: np.uint32, 8: np.uint64}
+
+
 def _check_finite(array, name):
-    # min/max propagate NaN and expose inf without allocating a boolean temporary.
-    if array.size and not (np.isfinite(array.min()) and np.isfinite(array.max())):
+    if array.dtype.kind != "f":
+        return  # integers and booleans are always finite
+    if array.dtype.itemsize in _BITS and array.dtype.isnative:
+        bits = np.ascontiguousarray(array).reshape(-1).view(_BITS[array.dtype.itemsize])
+        finite = _core.all_finite(bits)  # one pass, no temporaries (a copy if not contiguous)
+    else:  # float16, long double, big-endian: rare, so NumPy's way
+        finite = bool(np.isfinite(array).all())
+    if not finite:
         raise ValueError(f"{name} contains NaN or infinity")
 
 

@@ -12,6 +12,7 @@
 from cython cimport floating
 from libc.math cimport isfinite
 from libc.stdlib cimport malloc, free
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from _blas cimport mm_nn, mm_nt, mm_tn
@@ -438,6 +439,28 @@ def gemm_roofline(plan, const floating[:, ::1] X, Py_ssize_t batch_size):
                 start += B
     finally:
         free(net.layers)
+
+
+ctypedef fused float_bits:
+    uint32_t
+    uint64_t
+
+
+def all_finite(const float_bits[::1] bits):
+    """True if no value is NaN or infinite, given the bits of a float32 (uint32 view) or
+    float64 (uint64 view) array: a value is non-finite exactly when its exponent bits are
+    all ones. One vectorised pass without the GIL, where min() and max() would take two."""
+    cdef float_bits exponent
+    cdef Py_ssize_t i
+    cdef int bad = 0
+    if float_bits is uint32_t:
+        exponent = 0x7f800000
+    else:
+        exponent = 0x7ff0000000000000
+    with nogil:
+        for i in range(bits.shape[0]):
+            bad |= (bits[i] & exponent) == exponent
+    return not bad
 
 
 # ---------------------------------------------------------------- test twins of the kernels
