@@ -20,7 +20,8 @@ from _activations cimport (bias_act, act_backward, LEAKY_SLOPE, ACT_IDENTITY, AC
                            ACT_TANH, ACT_RELU, ACT_LEAKY_RELU)
 from _losses cimport (loss_backward, output_activation, LOSS_MSE, LOSS_CROSS_ENTROPY,
                       LOSS_BINARY_CROSS_ENTROPY)
-from _optim cimport OptimizerStep, apply_update, OPT_SGD
+from _optim cimport (OptimizerStep, Bounds, apply_update, measure_bounds, max_magnitude,
+                     OPT_SGD)
 
 import numpy as np
 
@@ -275,6 +276,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef double loss, loss_sum = 0
     cdef int status = STATUS_OK
     cdef OptimizerStep opt = _sgd(lr, momentum, nesterov, weight_decay)
+    cdef Bounds bounds
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
     try:
         if G.shape[0] != P.shape[0]:
@@ -292,6 +294,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 if order[r] < 0 or order[r] >= X.shape[0]:
                     raise ValueError("order holds row %d, X has %d rows" % (order[r], X.shape[0]))
         with nogil:
+            measure_bounds(&P[0], &S[0] if n_state > 0 else NULL, P.shape[0],
+                           n_state > 0 and momentum != 0, &bounds)
             start = 0
             while start < n_rows:
                 B = min(batch_size, n_rows - start)
@@ -313,7 +317,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                     status = STATUS_NONFINITE_LOSS
                     break
                 if apply_update(&opt, &P[0], &G[0], &S[0] if n_state > 0 else NULL,
-                                P.shape[0], net.n_weights):
+                                P.shape[0], net.n_weights, &bounds):
                     status = STATUS_NONFINITE_PARAMS
                     break
                 loss_sum += loss * B
@@ -504,5 +508,11 @@ def _twin_sgd(floating[::1] params, const floating[::1] grads, floating[::1] sta
               Py_ssize_t n_weights, double lr, double momentum, bint nesterov,
               double weight_decay):
     cdef OptimizerStep opt = _sgd(lr, momentum, nesterov, weight_decay)
-    return apply_update(&opt, &params[0], &grads[0], &state[0] if state.shape[0] else NULL,
-                        params.shape[0], n_weights)
+    cdef Bounds bounds
+    cdef floating *S = &state[0] if state.shape[0] else NULL
+    measure_bounds(&params[0], S, params.shape[0], S != NULL and momentum != 0, &bounds)
+    return apply_update(&opt, &params[0], &grads[0], S, params.shape[0], n_weights, &bounds)
+
+
+def _twin_max_magnitude(const floating[::1] x):
+    return max_magnitude(&x[0], x.shape[0])

@@ -347,3 +347,16 @@ def test_every_c_code_has_a_python_twin(core):
 
 def test_leaky_relu_slope_matches(core):
     assert core.LEAKY_RELU_SLOPE == LEAKY_RELU_SLOPE == fastbp.activations.LEAKY_RELU_SLOPE
+
+
+@dtypes
+@pytest.mark.parametrize("special", [None, np.inf, -np.inf, np.nan])
+def test_max_magnitude(core, dtype, special):
+    """The overflow guard's max|x|: exact for finite values, not finite if any value is not."""
+    x = np.random.default_rng(0).normal(scale=1e3, size=37).astype(dtype)
+    x[5] = -2e4  # the largest magnitude is negative
+    if special is None:
+        assert core._twin_max_magnitude(x) == 2e4
+    else:
+        x[20] = special
+        assert not np.isfinite(core._twin_max_magnitude(x))
