@@ -14,6 +14,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - depends on how Python
 
 from .activations import Activation
 from .gradcheck import check_gradients
+from .io import load
 from .layers import Dense
 from .losses import Loss
 from .model import Sequential, mlp
@@ -23,4 +24,4 @@ from .training import DivergenceError, History
 __version__ = "0.1.0"
 
 __all__ = ["Activation", "Dense", "DivergenceError", "History", "Loss", "SGD", "Sequential",
-           "check_gradients", "mlp"]
+           "check_gradients", "load", "mlp"]

@@ -1,6 +1,7 @@
 """Sequential: a stack of Dense layers compiled to one Plan, with training and inference."""
 import numpy as np
 
+from . import io
 from ._native import core as _core
 from .activations import Activation
 from .data import check_positive_int, check_real, check_targets, check_X
@@ -109,6 +110,17 @@ class Sequential:
     def optimizer(self):
         """The optimizer the model last trained with (its state lives in the model)."""
         return self._optimizer
+
+    def save(self, path):
+        """Write the model, its optimizer state and its generator state to ``path`` (an
+        ``.npz`` file; see :mod:`fastbp.io`), atomically. Read it back with
+        :func:`fastbp.load`."""
+        io.save(self, path)
+
+    def __reduce__(self):
+        # Pickle through the same description as save(): specs, arrays, optimizer, generator.
+        return io.from_parts, (io.model_config(self), self.parameters.copy(),
+                               self._plan.state.copy())
 
     def __repr__(self):
         layers = ",\n    ".join(repr(spec) for spec in self._specs)

@@ -1,0 +1,134 @@
+"""Saving and loading models: a documented ``.npz`` file that never needs pickle.
+
+Format (version 1), an uncompressed NumPy ``.npz`` archive holding exactly three arrays:
+
+``config``
+    A 0-d unicode array: JSON with ``format`` ("fastbp.Sequential"), ``version`` (1),
+    ``layers`` (``in_features``, ``out_features``, ``activation`` each), ``loss``,
+    ``dtype``, ``threads``, ``optimizer`` (``null`` or the SGD settings) and ``rng`` (the
+    state of the model's NumPy generator, so shuffling resumes where it stopped).
+``parameters``
+    The flat parameter buffer (all weights row-major in layer order, then all biases).
+``optimizer_state``
+    The flat optimizer state (SGD velocity; empty without momentum).
+
+Files are written atomically (a temporary file in the same folder, then ``os.replace``) so
+an existing file is never left half-written, and everything is checked on load: a
+truncated, tampered or foreign file raises ``ValueError``.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .layers import Dense
+from .optimizers import SGD
+
+FORMAT = "fastbp.Sequential"
+VERSION = 1
+_ARRAYS = ("config", "parameters", "optimizer_state")
+
+
+def model_config(model):
+    """The JSON-able description of ``model`` (everything but its arrays)."""
+    optimizer = model.optimizer
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "layers": [{"in_features": layer.in_features, "out_features": layer.out_features,
+                    "activation": layer.activation} for layer in model.layers],
+        "loss": model.loss,
+        "dtype": model.dtype.name,
+        "threads": model.threads,
+        "optimizer": None if optimizer is None else {
+            "type": "SGD", "lr": optimizer.lr, "momentum": optimizer.momentum,
+            "nesterov": optimizer.nesterov, "weight_decay": optimizer.weight_decay},
+        "rng": model._rng.bit_generator.state,
+    }
+
+
+def save(model, path):
+    """Write ``model`` to ``path`` (see the module docstring for the format), atomically.
+
+    The optimizer the model last trained with is saved with its state: after
+    :func:`load`, ``fit`` without an ``optimizer`` argument continues exactly.
+    """
+    from .model import Sequential
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a fastbp.Sequential, got {type(model).__name__}")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, config=np.array(json.dumps(model_config(model))),
+                     parameters=model.parameters, optimizer_state=model._plan.state)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def load(path):
+    """Read a model written by :func:`save`; resumes training exactly where it stopped.
+
+    Raises
+    ------
+    ValueError
+        If the file is truncated, tampered with, from another program or a newer format.
+    """
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if sorted(archive.files) != sorted(_ARRAYS):
+                raise ValueError(f"it holds {sorted(archive.files)}, not {list(_ARRAYS)}")
+            arrays = {name: archive[name] for name in _ARRAYS}
+        config = json.loads(str(arrays["config"][()]))
+        return from_parts(config, arrays["parameters"], arrays["optimizer_state"])
+    except (ValueError, KeyError, TypeError, IndexError, EOFError, OSError,
+            zipfile.BadZipFile, json.JSONDecodeError) as error:
+        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        raise ValueError(f"{path} is not a valid fastbp model file: {error}") from None
+
+
+def from_parts(config, parameters, optimizer_state):
+    """Rebuild a model from its config dict and arrays, checking that they agree."""
+    from .model import Sequential
+
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError("its config is not a fastbp.Sequential description")
+    if config.get("version") != VERSION:
+        raise ValueError(f"format version {config.get('version')!r}; this fastbp reads "
+                         f"version {VERSION}")
+    layers = [Dense(spec["in_features"], spec["out_features"], spec["activation"])
+              for spec in config["layers"]]
+    model = Sequential(layers, loss=config["loss"], dtype=config["dtype"], seed=0,
+                       threads=config["threads"])
+    plan = model._plan
+    if parameters.dtype != plan.dtype or parameters.shape != (plan.n_params,):
+        raise ValueError(f"parameters have dtype {parameters.dtype} and shape "
+                         f"{parameters.shape}, the architecture needs {plan.dtype} "
+                         f"({plan.n_params},)")
+    if not np.isfinite(parameters).all():
+        raise ValueError("parameters contain NaN or infinity")
+    model.parameters[...] = parameters
+    if config["optimizer"] is not None:
+        settings = dict(config["optimizer"])
+        if settings.pop("type", None) != "SGD":
+            raise ValueError(f"unknown optimizer {config['optimizer']!r}")
+        model._use_optimizer(SGD(**settings))
+    expected = 0 if model.optimizer is None else model.optimizer.state_size(plan.n_params)
+    if optimizer_state.dtype != plan.dtype or optimizer_state.shape != (expected,):
+        raise ValueError(f"optimizer state has dtype {optimizer_state.dtype} and shape "
+                         f"{optimizer_state.shape}, expected {plan.dtype} ({expected},)")
+    if not np.isfinite(optimizer_state).all():
+        raise ValueError("optimizer state contains NaN or infinity")
+    plan.state[...] = optimizer_state
+    model._rng.bit_generator.state = config["rng"]
+    return model
