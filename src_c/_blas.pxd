@@ -43,3 +43,11 @@ cdef inline void mm_tn(const floating *A__km, const floating *B__kn, floating *C
                        int m, int k, int n, floating beta) noexcept nogil:
     """C = Aᵀ·B + beta·C, row-major."""
     _gemm(NO_TRANS, TRANS, n, m, k, <floating> 1.0, B__kn, n, A__km, m, beta, C__mn, n)
+
+
+cdef inline void mm_tn_rows(const floating *A__km, const floating *B__kn, floating *C__mn,
+                            int m, int k, int n, int row0, int row1) noexcept nogil:
+    """Rows row0:row1 of C = Aᵀ·B, row-major: C[row0:row1] = (A[:, row0:row1])ᵀ·B. Threads
+    that split C's rows this way write disjoint, contiguous ranges of C."""
+    _gemm(NO_TRANS, TRANS, n, row1 - row0, k, <floating> 1.0, B__kn, n, A__km + row0, m,
+          <floating> 0, C__mn + <Py_ssize_t> row0 * n, n)

@@ -4,9 +4,11 @@
 #    entry points here re-check every size and offset that could index out of bounds.
 # B. Memory layout: params/grads/state are flat, all weights then all biases; layer l's weight
 #    W__io is (n_in x n_out) row-major at offset w, its bias at offset b. The workspace holds,
-#    per sample row of capacity C: the gathered input batch (n_in of layer 0), each layer's
-#    output (n_out), then one scratch block for dA (widest hidden input). Backward turns each
-#    layer's output block into its delta in place, so no other buffer is needed.
+#    for a capacity of C sample rows, C x width blocks: the gathered input batch (n_in of
+#    layer 0), each layer's output (a), and each hidden layer's delta (d; the last layer's
+#    delta overwrites its output, which nothing needs after the loss). Outputs stay intact
+#    through backward, so deltas (row-local) and weight gradients (needing every row) can be
+#    computed in two separate sweeps, each split across threads without overlap.
 # C. Why: one entry call runs every mini-batch of an epoch inside a single `nogil` block with
 #    no allocation and no Python; errors become status codes raised once back in Python.
 from cython cimport floating
@@ -15,7 +17,7 @@ from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from _blas cimport mm_nn, mm_nt, mm_tn
+from _blas cimport mm_nn, mm_nt, mm_tn, mm_tn_rows
 from _activations cimport (bias_act, act_backward, LEAKY_SLOPE, ACT_IDENTITY, ACT_SIGMOID,
                            ACT_TANH, ACT_RELU, ACT_LEAKY_RELU)
 from _losses cimport (loss_backward, output_activation, LOSS_MSE, LOSS_CROSS_ENTROPY,
@@ -55,25 +57,23 @@ cdef int INT_MAX = 2147483647
 
 
 cdef struct Layer:
-    Py_ssize_t n_in, n_out, w, b, a
+    Py_ssize_t n_in, n_out, w, b, a, d
     int act
 
 cdef struct Net:
     Layer *layers
-    Py_ssize_t n_layers, n_params, n_weights, capacity, scratch
+    Py_ssize_t n_layers, n_params, n_weights, capacity
     int loss
 
 
 # ---------------------------------------------------------------- plan unpacking (with GIL)
 
 def workspace_row_length(const long long[:, ::1] table):
-    """Workspace elements per sample row: layer-0 input, every output, one dA scratch row."""
-    cdef Py_ssize_t l, total = table[0, COL_N_IN], widest = 0
+    """Workspace elements per sample row: layer-0 input, every output, every hidden delta."""
+    cdef Py_ssize_t l, total = table[0, COL_N_IN]
     for l in range(table.shape[0]):
-        total += table[l, COL_N_OUT]
-        if l > 0 and table[l, COL_N_IN] > widest:
-            widest = table[l, COL_N_IN]
-    return total + widest
+        total += table[l, COL_N_OUT] * (2 if l < table.shape[0] - 1 else 1)
+    return total
 
 
 cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
@@ -106,7 +106,12 @@ cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
                 or (l > 0 and net.layers[l].n_in != net.layers[l - 1].n_out)):
             free(net.layers)
             raise ValueError("plan.table is inconsistent at layer %d" % l)
-    net.scratch = a
+    for l in range(net.n_layers):  # delta blocks after all outputs; the last is in place
+        if l < net.n_layers - 1:
+            net.layers[l].d = a
+            a += net.capacity * net.layers[l].n_out
+        else:
+            net.layers[l].d = net.layers[l].a
     return net
 
 
@@ -193,18 +198,18 @@ cdef inline void _colsum(const floating *D__bo, Py_ssize_t B, Py_ssize_t O,
 
 
 cdef void _forward(Net *net, const floating *P, floating *ws, const floating *Xb,
-                   Py_ssize_t B, floating *out) noexcept nogil:
-    """Each layer: Z = A_prev·W (BLAS), then Z = act(Z + b) in one pass. `out`, if given,
-    receives the last layer's output instead of the workspace."""
-    cdef Py_ssize_t l
+                   Py_ssize_t r0, Py_ssize_t r1, floating *out) noexcept nogil:
+    """Rows r0:r1 of the batch, each layer: Z = A_prev·W (BLAS), then Z = act(Z + b) in one
+    pass. ``out``, if given, receives the last layer's output (its rows r0:r1)."""
+    cdef Py_ssize_t l, rows = r1 - r0
     cdef Layer *L
-    cdef const floating *A_prev = Xb
+    cdef const floating *A_prev = Xb + r0 * net.layers[0].n_in
     cdef floating *Z
     for l in range(net.n_layers):
         L = &net.layers[l]
-        Z = out if (out != NULL and l == net.n_layers - 1) else ws + L.a
-        mm_nn(A_prev, P + L.w, Z, <int> B, <int> L.n_in, <int> L.n_out, <floating> 0)
-        bias_act(Z, P + L.b, B, L.n_out, L.act)
+        Z = (out if (out != NULL and l == net.n_layers - 1) else ws + L.a) + r0 * L.n_out
+        mm_nn(A_prev, P + L.w, Z, <int> rows, <int> L.n_in, <int> L.n_out, <floating> 0)
+        bias_act(Z, P + L.b, rows, L.n_out, L.act)
         A_prev = Z
 
 
@@ -218,38 +223,55 @@ cdef void _forward_gemms(Net *net, const floating *P, floating *ws, const floati
         A_prev = ws + net.layers[l].a
 
 
-cdef void _backward(Net *net, const floating *P, floating *G, floating *ws,
-                    const floating *Xb, Py_ssize_t B) noexcept nogil:
-    """The delta rule, from the last layer's delta (already in its output block) down:
-    dW = A_prevᵀ·dZ, db = Σ_rows dZ, and, except for the first layer,
-    dZ_prev = (dZ·Wᵀ) ⊙ act'(A_prev), written over A_prev."""
-    cdef Py_ssize_t l
+cdef void _deltas(Net *net, const floating *P, floating *ws, Py_ssize_t r0,
+                  Py_ssize_t r1) noexcept nogil:
+    """The delta rule for rows r0:r1, from the last layer's delta down (row-local, so
+    threads can take disjoint rows): δ_prev = (δ·Wᵀ) ⊙ act'(A_prev); none for layer 0."""
+    cdef Py_ssize_t l, rows = r1 - r0
     cdef Layer *L
-    cdef floating *dZ = ws + net.layers[net.n_layers - 1].a
-    cdef floating *dA = ws + net.scratch
-    cdef floating *A_prev
-    for l in range(net.n_layers - 1, -1, -1):
+    cdef Layer *prev
+    for l in range(net.n_layers - 1, 0, -1):
         L = &net.layers[l]
-        A_prev = <floating *> Xb if l == 0 else ws + net.layers[l - 1].a
-        mm_tn(A_prev, dZ, G + L.w, <int> L.n_in, <int> B, <int> L.n_out, <floating> 0)
-        _colsum(dZ, B, L.n_out, G + L.b)
-        if l > 0:
-            mm_nt(dZ, P + L.w, dA, <int> B, <int> L.n_out, <int> L.n_in, <floating> 0)
-            act_backward(A_prev, dA, B * L.n_in, net.layers[l - 1].act)
-            dZ = A_prev
+        prev = &net.layers[l - 1]
+        mm_nt(ws + L.d + r0 * L.n_out, P + L.w, ws + prev.d + r0 * L.n_in, <int> rows,
+              <int> L.n_out, <int> L.n_in, <floating> 0)
+        act_backward(ws + prev.d + r0 * L.n_in, ws + prev.a + r0 * L.n_in, rows * L.n_in,
+                     prev.act)
+
+
+cdef void _weight_gradients(Net *net, floating *G, floating *ws, const floating *Xb,
+                            Py_ssize_t B, int part, int n_parts) noexcept nogil:
+    """Part ``part`` of ``n_parts`` of the gradients: for every layer, rows i0:i1 of
+    dW = A_prevᵀ·δ (a contiguous range of the flat gradient); part 0 also does every
+    db = Σ_rows δ."""
+    cdef Py_ssize_t l, i0, i1
+    cdef Layer *L
+    cdef const floating *A_prev
+    for l in range(net.n_layers):
+        L = &net.layers[l]
+        i0 = L.n_in * part // n_parts
+        i1 = L.n_in * (part + 1) // n_parts
+        A_prev = Xb if l == 0 else ws + net.layers[l - 1].a
+        if i1 > i0:
+            mm_tn_rows(A_prev, ws + L.d, G + L.w, <int> L.n_in, <int> B, <int> L.n_out,
+                       <int> i0, <int> i1)
+        if part == 0:
+            _colsum(ws + L.d, B, L.n_out, G + L.b)
 
 
 cdef double _loss_and_backward(Net *net, const floating *P, floating *G, floating *ws,
                                const floating *Xb, Py_ssize_t B, const floating *Y,
                                const Py_ssize_t *labels, const Py_ssize_t *idx) noexcept nogil:
-    """Forward, fused loss + output delta, and backward for one batch; returns the mean loss
-    (backward is skipped when the loss is not finite)."""
+    """Forward, fused loss + output delta, and backward for one batch on this thread;
+    returns the mean loss (backward is skipped when the loss is not finite)."""
     cdef Layer *last = &net.layers[net.n_layers - 1]
     cdef double loss
-    _forward(net, P, ws, Xb, B, NULL)
-    loss = loss_backward(net.loss, last.act, ws + last.a, Y, labels, idx, B, last.n_out)
+    _forward(net, P, ws, Xb, 0, B, NULL)
+    loss = loss_backward(net.loss, last.act, ws + last.a, Y, labels, idx, B, last.n_out,
+                         B) / B
     if isfinite(loss):
-        _backward(net, P, G, ws, Xb, B)
+        _deltas(net, P, ws, 0, B)
+        _weight_gradients(net, G, ws, Xb, B, 0, 1)
     return loss
 
 
@@ -370,7 +392,7 @@ def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_out
             start = 0
             while start < X.shape[0]:
                 B = min(net.capacity, X.shape[0] - start)
-                _forward(&net, &P[0], &ws[0], &X[start, 0], B, &out[start, 0])
+                _forward(&net, &P[0], &ws[0], &X[start, 0], 0, B, &out[start, 0])
                 if apply_output:
                     output_activation(net.loss, &out[start, 0], B, n_out)
                 start += B
@@ -400,14 +422,14 @@ def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             start = 0
             while start < X.shape[0]:
                 B = min(net.capacity, X.shape[0] - start)
-                _forward(&net, &P[0], &ws[0], &X[start, 0], B, NULL)
+                _forward(&net, &P[0], &ws[0], &X[start, 0], 0, B, NULL)
                 if out.shape[0] != 0:
                     memcpy(&out[start, 0], Z, B * n_out * sizeof(floating))
-                total += B * loss_backward(
+                total += loss_backward(
                     net.loss, net.layers[net.n_layers - 1].act, Z,
                     _cptr2(Y) + (start * y_cols if Y.shape[0] > 0 else 0),
                     _iptr(labels) + (start if labels.shape[0] > 0 else 0),
-                    NULL, B, n_out)
+                    NULL, B, n_out, B)
                 start += B
     finally:
         free(net.layers)
@@ -435,11 +457,11 @@ def gemm_roofline(plan, const floating[:, ::1] X, Py_ssize_t batch_size):
                 for l in range(net.n_layers - 1, -1, -1):
                     L = &net.layers[l]
                     A_prev = &X[start, 0] if l == 0 else &ws[0] + net.layers[l - 1].a
-                    mm_tn(A_prev, &ws[0] + L.a, &G[0] + L.w, <int> L.n_in, <int> B,
+                    mm_tn(A_prev, &ws[0] + L.d, &G[0] + L.w, <int> L.n_in, <int> B,
                           <int> L.n_out, <floating> 0)
                     if l > 0:
-                        mm_nt(&ws[0] + L.a, &P[0] + L.w, &ws[0] + net.scratch, <int> B,
-                              <int> L.n_out, <int> L.n_in, <floating> 0)
+                        mm_nt(&ws[0] + L.d, &P[0] + L.w, &ws[0] + net.layers[l - 1].d,
+                              <int> B, <int> L.n_out, <int> L.n_in, <floating> 0)
                 start += B
     finally:
         free(net.layers)
@@ -487,13 +509,16 @@ def _twin_bias_act(floating[:, ::1] Z, const floating[::1] b, int act):
 
 
 def _twin_act_backward(floating[::1] A, const floating[::1] dA, int act):
-    act_backward(&A[0], &dA[0], A.shape[0], act)
+    """A = dA ⊙ act'(A), through act_backward (which scales a delta buffer in place)."""
+    cdef floating[::1] D = np.array(dA)
+    act_backward(&D[0], &A[0], A.shape[0], act)
+    A[:] = D
 
 
 def _twin_loss(int loss, int act, floating[:, ::1] Z, const floating[:, ::1] Y,
                const Py_ssize_t[::1] labels):
     return loss_backward(loss, act, &Z[0, 0], _cptr2(Y), _iptr(labels), NULL,
-                         Z.shape[0], Z.shape[1])
+                         Z.shape[0], Z.shape[1], Z.shape[0]) / Z.shape[0]
 
 
 def _twin_output_activation(int loss, floating[:, ::1] Z):

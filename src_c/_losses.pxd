@@ -1,6 +1,7 @@
-# A. Invariants: every loss works on the last layer's output block Z__bo (batch x out) and
-#    overwrites it IN PLACE with dLoss/dZ, scaled for a mean over the batch. It returns the
-#    batch's mean loss as a double (accumulated in double even for float32 models).
+# A. Invariants: every loss works on B rows of the last layer's output block Z__bo (B x out)
+#    and overwrites them IN PLACE with dLoss/dZ, scaled for a mean over a batch of `batch`
+#    rows (B < batch when threads share a batch). It returns the SUM over its rows of each
+#    row's loss (accumulated in double even for float32 models); divide by batch for the mean.
 # B. Targets: row r's target is row idx[r] (or r when idx is NULL) of Y__no (mse, bce) or of
 #    labels (cross-entropy class indices, validated in Python before the call).
 # C. Why from logits: softmax and sigmoid are fused into their losses and computed with
@@ -21,12 +22,12 @@ cdef inline Py_ssize_t _row(const Py_ssize_t *idx, Py_ssize_t r) noexcept nogil:
 
 
 cdef inline double mse(floating *A__bo, const floating *Y__no, const Py_ssize_t *idx,
-                       Py_ssize_t B, Py_ssize_t O, int act) noexcept nogil:
-    """mean((A - Y)²) over all B·O elements; the gradient goes through the output activation."""
+                       Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch, int act) noexcept nogil:
+    """(A - Y)² averaged over outputs; gradient 2(A - Y)/(batch·O), through the activation."""
     cdef Py_ssize_t i, j
     cdef floating *a
     cdef const floating *y
-    cdef floating d, scale = <floating> (2.0 / (B * O))
+    cdef floating d, scale = <floating> (2.0 / (batch * O))
     cdef double total = 0
     for i in range(B):
         a = A__bo + i * O
@@ -35,19 +36,19 @@ cdef inline double mse(floating *A__bo, const floating *Y__no, const Py_ssize_t 
             d = a[j] - y[j]
             total += d * d
             a[j] = scale * d * act_derivative(a[j], act)
-    return total / (B * O)
+    return total / O
 
 
 cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, const Py_ssize_t *idx,
-                                 Py_ssize_t B, Py_ssize_t O) noexcept nogil:
-    """mean over rows of logsumexp(z) - z[label]; gradient (softmax(z) - onehot) / B.
+                                 Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch) noexcept nogil:
+    """logsumexp(z) - z[label] per row; gradient (softmax(z) - onehot) / batch.
 
     Σ log(s_i) is taken as log(Π s_i): each row's s_i = Σ exp(z - max) lies in [1, O], so
     the product grows slowly and is logged only when it nears double's range (the libm log
     per row was ~4% of a tiny network's step)."""
     cdef Py_ssize_t i, j, label
     cdef floating *z
-    cdef floating zmax, s, scale, inv_b = <floating> (1.0 / B)
+    cdef floating zmax, s, scale, inv_b = <floating> (1.0 / batch)
     cdef double total = 0, product = 1
     for i in range(B):
         z = Z__bo + i * O
@@ -70,17 +71,18 @@ cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, cons
         for j in range(O):
             z[j] *= scale
         z[label] -= inv_b
-    return (total + log(product)) / B
+    return total + log(product)
 
 
 cdef inline double binary_cross_entropy(floating *Z__bo, const floating *Y__no,
-                                        const Py_ssize_t *idx, Py_ssize_t B,
-                                        Py_ssize_t O) noexcept nogil:
-    """mean of max(z,0) - z·y + log(1 + exp(-|z|)); gradient (sigmoid(z) - y) / (B·O)."""
+                                        const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O,
+                                        Py_ssize_t batch) noexcept nogil:
+    """max(z,0) - z·y + log(1 + exp(-|z|)) averaged over outputs; gradient
+    (sigmoid(z) - y) / (batch·O)."""
     cdef Py_ssize_t i, j
     cdef floating *z
     cdef const floating *y
-    cdef floating v, e, p, scale = <floating> (1.0 / (B * O))
+    cdef floating v, e, p, scale = <floating> (1.0 / (batch * O))
     cdef double total = 0
     for i in range(B):
         z = Z__bo + i * O
@@ -91,17 +93,17 @@ cdef inline double binary_cross_entropy(floating *Z__bo, const floating *Y__no,
             total += (v if v > 0 else 0) - v * y[j] + log1p(e)
             p = 1 / (1 + e) if v >= 0 else e / (1 + e)
             z[j] = scale * (p - y[j])
-    return total / (B * O)
+    return total / O
 
 
 cdef inline double loss_backward(int loss, int act, floating *Z__bo, const floating *Y__no,
                                  const Py_ssize_t *labels, const Py_ssize_t *idx,
-                                 Py_ssize_t B, Py_ssize_t O) noexcept nogil:
+                                 Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch) noexcept nogil:
     if loss == LOSS_CROSS_ENTROPY:
-        return cross_entropy(Z__bo, labels, idx, B, O)
+        return cross_entropy(Z__bo, labels, idx, B, O, batch)
     if loss == LOSS_BINARY_CROSS_ENTROPY:
-        return binary_cross_entropy(Z__bo, Y__no, idx, B, O)
-    return mse(Z__bo, Y__no, idx, B, O, act)
+        return binary_cross_entropy(Z__bo, Y__no, idx, B, O, batch)
+    return mse(Z__bo, Y__no, idx, B, O, batch, act)
 
 
 cdef inline void output_activation(int loss, floating *Z__bo, Py_ssize_t B,
