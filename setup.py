@@ -16,13 +16,24 @@ else:
     avx2_args = ["-mavx2", "-mfma"] if platform.machine().lower() in ("x86_64", "amd64") else None
 
 
+# OpenMP splits each batch over threads (train_epoch's n_threads). Where the compiler has
+# no OpenMP (e.g. Apple clang), prange compiles to a plain loop and training stays serial.
+if sys.platform.startswith("linux"):
+    openmp_args = ["-fopenmp"]
+elif sys.platform == "win32":
+    openmp_args = ["/openmp"]
+else:
+    openmp_args = []
+
+
 def core_extension(name, source, extra_args=()):
     return Extension(
         name,
         sources=[source],
         include_dirs=[np.get_include(), "src_c"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=base_args + list(extra_args),
+        extra_compile_args=base_args + openmp_args + list(extra_args),
+        extra_link_args=[arg for arg in openmp_args if arg != "/openmp"],
     )
 
 

@@ -12,6 +12,7 @@
 # C. Why: one entry call runs every mini-batch of an epoch inside a single `nogil` block with
 #    no allocation and no Python; errors become status codes raised once back in Python.
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.math cimport isfinite
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint32_t, uint64_t
@@ -275,13 +276,50 @@ cdef double _loss_and_backward(Net *net, const floating *P, floating *G, floatin
     return loss
 
 
+cdef double _batch_gradients_parallel(Net *net, const floating *P, floating *G, floating *ws,
+                                      const floating *X, Py_ssize_t F, const Py_ssize_t *idx,
+                                      Py_ssize_t start, Py_ssize_t B, const floating *Y,
+                                      Py_ssize_t y_cols, const Py_ssize_t *labels,
+                                      int n_threads) noexcept nogil:
+    """The batch split over n_threads threads (BLAS must run single-threaded): each takes
+    a block of rows for gather, forward, loss and deltas, then a block of every dW's rows.
+    Returns the mean loss; gradients are left in G (garbage if the loss is not finite)."""
+    cdef Layer *last = &net.layers[net.n_layers - 1]
+    cdef const floating *Xb = ws if idx != NULL else X + start * F
+    cdef double loss = 0
+    cdef Py_ssize_t t, r0, r1
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+        r0 = B * t // n_threads
+        r1 = B * (t + 1) // n_threads
+        if idx != NULL:
+            _gather(X, idx + r0, r1 - r0, F, ws + r0 * F)
+        _forward(net, P, ws, Xb, r0, r1, NULL)
+        if idx != NULL:
+            loss += loss_backward(net.loss, last.act, ws + last.a + r0 * last.n_out, Y,
+                                  labels, idx + r0, r1 - r0, last.n_out, B)
+        else:
+            loss += loss_backward(net.loss, last.act, ws + last.a + r0 * last.n_out,
+                                  Y + (start + r0) * y_cols if Y != NULL else NULL,
+                                  labels + start + r0 if labels != NULL else NULL, NULL,
+                                  r1 - r0, last.n_out, B)
+        _deltas(net, P, ws, r0, r1)
+    if not isfinite(loss):
+        return loss
+    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+        _weight_gradients(net, G, ws, Xb, B, <int> t, n_threads)
+    return loss / B
+
+
 # ---------------------------------------------------------------- entry points
 
 def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] labels, const Py_ssize_t[::1] order,
                 Py_ssize_t batch_size, double lr, double momentum, bint nesterov,
-                double weight_decay):
+                double weight_decay, int n_threads=1):
     """Run every mini-batch of one pass over ``order`` (rows of X; empty = rows in order).
+
+    With n_threads > 1 each batch is split over that many threads (OpenMP), which call BLAS
+    concurrently: the caller must have set BLAS to one thread.
 
     Returns ``(status, loss_sum, n_batches)``: loss_sum is Σ batch_mean·batch_rows over the
     completed batches. A batch whose loss or update is non-finite is not applied: training
@@ -309,6 +347,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             raise ValueError("no rows to train on")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if n_threads < 1:
+            raise ValueError("n_threads must be >= 1")
         _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
                           labels.shape[0], min(batch_size, n_rows))
         if order.shape[0] > 0:
@@ -321,20 +361,24 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             start = 0
             while start < n_rows:
                 B = min(batch_size, n_rows - start)
-                if order_p != NULL:
-                    idx = order_p + start
-                    _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
-                    _prefetch_rows(&X[0, 0], idx + B, min(batch_size, n_rows - start - B),
-                                   X.shape[1])
-                    Xb = &ws[0]
+                idx = order_p + start if order_p != NULL else NULL
+                if n_threads > 1 and B >= n_threads:
+                    loss = _batch_gradients_parallel(
+                        &net, &P[0], &G[0], &ws[0], &X[0, 0], X.shape[1], idx, start, B,
+                        _cptr2(Y), Y.shape[1], _iptr(labels), n_threads)
                 else:
-                    idx = NULL
-                    Xb = &X[start, 0]
-                loss = _loss_and_backward(
-                    &net, &P[0], &G[0], &ws[0], Xb, B,
-                    _cptr2(Y) + (0 if idx != NULL or Y.shape[0] == 0 else start * Y.shape[1]),
-                    _iptr(labels) + (0 if idx != NULL or labels.shape[0] == 0 else start),
-                    idx)
+                    if idx != NULL:
+                        _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
+                        _prefetch_rows(&X[0, 0], idx + B, min(batch_size, n_rows - start - B),
+                                       X.shape[1])
+                        Xb = &ws[0]
+                    else:
+                        Xb = &X[start, 0]
+                    loss = _loss_and_backward(
+                        &net, &P[0], &G[0], &ws[0], Xb, B,
+                        _cptr2(Y) + (0 if idx != NULL or Y.shape[0] == 0 else start * Y.shape[1]),
+                        _iptr(labels) + (0 if idx != NULL or labels.shape[0] == 0 else start),
+                        idx)
                 if not isfinite(loss):
                     status = STATUS_NONFINITE_LOSS
                     break

@@ -261,3 +261,32 @@ def test_every_core_build_trains_alike(dtype, rtol):
         results.append(model.parameters.copy())
     for other in results[1:]:
         np.testing.assert_allclose(other, results[0], rtol=rtol, atol=rtol * 1e-3)
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("loss,activation", [("cross_entropy", "relu"), ("mse", "tanh"),
+                                             ("binary_cross_entropy", "sigmoid")])
+@pytest.mark.parametrize("shuffled", [True, False])
+def test_batch_split_over_threads_trains_alike(dtype, rtol, loss, activation, shuffled):
+    """train_epoch's data-parallel path (rows of each batch split over OpenMP threads, BLAS
+    at one thread) reaches the serial path's weights; 37 rows in batches of 16 leave a
+    partial batch, and 3 threads split 16 rows unevenly."""
+    from fastbp import _native, threads
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(37, N_FEATURES)).astype(dtype)
+    y = targets(loss, 37, rng)
+    order = rng.permutation(37) if shuffled else np.zeros(0, dtype=np.intp)
+    results = []
+    for n_threads in (1, 3):
+        model = build(activation, loss, [8, 6], dtype=dtype, seed=2)
+        model._use_optimizer(fb.SGD(lr=0.1, momentum=0.9))
+        model._plan.ensure_capacity(16)
+        Xc, Y, labels = model._check_Xy(X, y)
+        with threads.blas_threads(1):
+            status, loss_sum, n_batches = _native.core.train_epoch(
+                model._plan, Xc, Y, labels, order, 16, 0.1, 0.9, False, 1e-3, n_threads)
+        assert status == 0 and n_batches == 3
+        results.append((loss_sum, model.parameters.copy()))
+    assert results[1][0] == pytest.approx(results[0][0], rel=rtol)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=rtol, atol=rtol * 1e-2)
