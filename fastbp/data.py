@@ -33,7 +33,8 @@ def _as_array(value, name):
 _BITS = {4: np.uint32, 8: np.uint64}
 
 
-def _check_finite(array, name):
+def check_finite(array, name):
+    """Raise ValueError naming ``name`` if a float array holds NaN or infinity."""
     if array.dtype.kind != "f":
         return  # integers and booleans are always finite
     if array.dtype.itemsize in _BITS and array.dtype.isnative:
@@ -55,7 +56,7 @@ def check_X(X, n_features, dtype, name="X"):
     if array.shape[1] != n_features:
         raise ValueError(f"{name} has {array.shape[1]} features, but the model expects {n_features}")
     array = np.ascontiguousarray(array, dtype=dtype)
-    _check_finite(array, name)
+    check_finite(array, name)
     return array
 
 
@@ -68,7 +69,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     if array.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} samples but {name} has {array.shape[0]}")
     if loss == Loss.CROSS_ENTROPY:
-        _check_finite(array, name)
+        check_finite(array, name)
         return np.zeros((0, n_outputs), dtype=dtype), _class_labels(array, n_outputs, name)
     if array.ndim == 1:
         array = array.reshape(-1, 1)
@@ -76,7 +77,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
         raise ValueError(f"{name} has {array.shape[1]} columns, but the model has {n_outputs} outputs")
     # Check after the cast: a value finite in float64 can overflow the model's float32.
     array = np.ascontiguousarray(array, dtype=dtype)
-    _check_finite(array, name)
+    check_finite(array, name)
     if loss == Loss.BINARY_CROSS_ENTROPY and (array.min() < 0 or array.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for loss='binary_cross_entropy'")
     return array, _EMPTY_LABELS

@@ -23,6 +23,7 @@ import zipfile
 
 import numpy as np
 
+from .data import check_finite
 from .layers import Dense
 from .optimizers import SGD
 
@@ -115,8 +116,7 @@ def from_parts(config, parameters, optimizer_state):
         raise ValueError(f"parameters have dtype {parameters.dtype} and shape "
                          f"{parameters.shape}, the architecture needs {plan.dtype} "
                          f"({plan.n_params},)")
-    if not np.isfinite(parameters).all():
-        raise ValueError("parameters contain NaN or infinity")
+    check_finite(parameters, "parameters")
     model.parameters[...] = parameters
     if config["optimizer"] is not None:
         settings = dict(config["optimizer"])
@@ -127,8 +127,7 @@ def from_parts(config, parameters, optimizer_state):
     if optimizer_state.dtype != plan.dtype or optimizer_state.shape != (expected,):
         raise ValueError(f"optimizer state has dtype {optimizer_state.dtype} and shape "
                          f"{optimizer_state.shape}, expected {plan.dtype} ({expected},)")
-    if not np.isfinite(optimizer_state).all():
-        raise ValueError("optimizer state contains NaN or infinity")
+    check_finite(optimizer_state, "optimizer state")
     plan.state[...] = optimizer_state
     model._rng.bit_generator.state = config["rng"]
     return model

@@ -16,7 +16,7 @@ from cython.parallel cimport prange
 from libc.math cimport isfinite
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 from _blas cimport mm_nn, mm_nt, mm_tn, mm_tn_rows
 from _activations cimport (bias_act, act_backward, LEAKY_SLOPE, ACT_IDENTITY, ACT_SIGMOID,
@@ -115,9 +115,6 @@ cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
             net.layers[l].d = net.layers[l].a
     return net
 
-
-cdef inline floating *_ptr2(floating[:, ::1] a) noexcept nogil:
-    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
 
 cdef inline const floating *_cptr2(const floating[:, ::1] a) noexcept nogil:
     return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL

@@ -129,7 +129,7 @@ def test_fit_epoch_matches_reference_epoch(reference):
     history = model.fit(X, y, epochs=3, batch_size=32,
                         optimizer=fb.SGD(lr=0.05, momentum=0.9))
     for epoch in range(3):
-        ref_loss = ref.train_epoch(X, y, rng.permutation(300), 32, lr=0.05, momentum=0.9)
+        ref.train_epoch(X, y, rng.permutation(300), 32, lr=0.05, momentum=0.9)
     np.testing.assert_allclose(model.parameters,
                                np.concatenate([W.ravel() for W, _ in ref.params]
                                               + [b for _, b in ref.params]), rtol=1e-10, atol=1e-13)
