@@ -18,10 +18,10 @@ from .io import load
 from .layers import Dense
 from .losses import Loss
 from .model import Sequential, mlp
-from .optimizers import SGD
+from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .training import DivergenceError, History
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Dense", "DivergenceError", "History", "Loss", "SGD", "Sequential",
-           "check_gradients", "load", "mlp"]
+__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "DivergenceError", "History",
+           "Loss", "Optimizer", "RMSprop", "SGD", "Sequential", "check_gradients", "load", "mlp"]

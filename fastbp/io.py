@@ -1,16 +1,21 @@
 """Saving and loading models: a documented ``.npz`` file that never needs pickle.
 
-Format (version 1), an uncompressed NumPy ``.npz`` archive holding exactly three arrays:
+Format (version 2), an uncompressed NumPy ``.npz`` archive holding exactly three arrays:
 
 ``config``
-    A 0-d unicode array: JSON with ``format`` ("fastbp.Sequential"), ``version`` (1),
+    A 0-d unicode array: JSON with ``format`` ("fastbp.Sequential"), ``version`` (2),
     ``layers`` (``in_features``, ``out_features``, ``activation`` each), ``loss``,
-    ``dtype``, ``threads``, ``optimizer`` (``null`` or the SGD settings) and ``rng`` (the
-    state of the model's NumPy generator, so shuffling resumes where it stopped).
+    ``dtype``, ``threads``, ``optimizer`` (``null``, or its ``type`` and settings, the
+    schedule included with its state), ``steps`` and ``epochs`` (updates and fit epochs
+    since the optimizer state was created) and ``rng`` (the state of the model's NumPy
+    generator, so shuffling resumes where it stopped).
 ``parameters``
     The flat parameter buffer (all weights row-major in layer order, then all biases).
 ``optimizer_state``
-    The flat optimizer state (SGD velocity; empty without momentum).
+    The flat optimizer state: the optimizer's state slots back to back, each as long as
+    the parameters (e.g. SGD velocity; Adam's first then second moments).
+
+Version 1 files (SGD only, no step counts) still load.
 
 Files are written atomically (a temporary file in the same folder, then ``os.replace``) so
 an existing file is never left half-written, and everything is checked on load: a
@@ -25,10 +30,10 @@ import numpy as np
 
 from .data import check_finite
 from .layers import Dense
-from .optimizers import SGD
+from .optimizers import optimizer_from_config
 
 FORMAT = "fastbp.Sequential"
-VERSION = 1
+VERSION = 2
 _ARRAYS = ("config", "parameters", "optimizer_state")
 
 
@@ -43,9 +48,9 @@ def model_config(model):
         "loss": model.loss,
         "dtype": model.dtype.name,
         "threads": model.threads,
-        "optimizer": None if optimizer is None else {
-            "type": "SGD", "lr": optimizer.lr, "momentum": optimizer.momentum,
-            "nesterov": optimizer.nesterov, "weight_decay": optimizer.weight_decay},
+        "optimizer": None if optimizer is None else optimizer.to_config(),
+        "steps": model._plan.steps,
+        "epochs": model._plan.epochs,
         "rng": model._rng.bit_generator.state,
     }
 
@@ -98,13 +103,19 @@ def load(path):
         raise ValueError(f"{path} is not a valid fastbp model file: {error}") from None
 
 
+def _count(value, key):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} must be a count >= 0, got {value!r}")
+    return value
+
+
 def from_parts(config, parameters, optimizer_state):
     """Rebuild a model from its config dict and arrays, checking that they agree."""
     from .model import Sequential
 
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError("its config is not a fastbp.Sequential description")
-    if config.get("version") != VERSION:
+    if config.get("version") not in (1, VERSION):
         raise ValueError(f"format version {config.get('version')!r}; this fastbp reads "
                          f"version {VERSION}")
     layers = [Dense(spec["in_features"], spec["out_features"], spec["activation"])
@@ -119,15 +130,13 @@ def from_parts(config, parameters, optimizer_state):
     check_finite(parameters, "parameters")
     model.parameters[...] = parameters
     if config["optimizer"] is not None:
-        settings = dict(config["optimizer"])
-        if settings.pop("type", None) != "SGD":
-            raise ValueError(f"unknown optimizer {config['optimizer']!r}")
-        model._use_optimizer(SGD(**settings))
-    expected = 0 if model.optimizer is None else model.optimizer.state_size(plan.n_params)
+        model._use_optimizer(optimizer_from_config(config["optimizer"]))
+    expected = 0 if model.optimizer is None else model.optimizer.state_slots() * plan.n_params
     if optimizer_state.dtype != plan.dtype or optimizer_state.shape != (expected,):
         raise ValueError(f"optimizer state has dtype {optimizer_state.dtype} and shape "
                          f"{optimizer_state.shape}, expected {plan.dtype} ({expected},)")
     check_finite(optimizer_state, "optimizer state")
     plan.state[...] = optimizer_state
+    plan.steps, plan.epochs = (_count(config.get(key, 0), key) for key in ("steps", "epochs"))
     model._rng.bit_generator.state = config["rng"]
     return model

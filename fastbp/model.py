@@ -7,7 +7,7 @@ from .activations import Activation
 from .data import check_positive_int, check_real, check_targets, check_X
 from .layers import BoundDense, Dense
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
-from .optimizers import SGD
+from .optimizers import SGD, Optimizer
 from .plan import Plan
 from .threads import blas_threads, check_threads, resolve
 from .training import raise_for_status, run_epochs
@@ -182,12 +182,13 @@ class Sequential:
         same instance; a new instance starts from zero state."""
         if optimizer is None:
             optimizer = self._optimizer or SGD(lr=0.01, momentum=0.9)
-        if not isinstance(optimizer, SGD):
-            raise TypeError(f"optimizer must be a fastbp.SGD, got {type(optimizer).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError("optimizer must be a fastbp optimizer (SGD, Adam, AdamW, RMSprop, "
+                            f"Adagrad), got {type(optimizer).__name__}")
         optimizer.check()
-        size = optimizer.state_size(self._plan.n_params)
+        size = optimizer.state_slots() * self._plan.n_params
         if optimizer is not self._optimizer or self._plan.state.shape[0] != size:
-            self._plan.reset_state(size)
+            self._plan.reset_state(optimizer)
             self._optimizer = optimizer
         return optimizer
 
@@ -272,14 +273,18 @@ class Sequential:
     def train_step(self, X, y, optimizer=None):
         """One optimizer update on exactly this batch; returns its loss (before the update).
 
-        Optimizer state (momentum) carries over between calls with the same optimizer.
+        Optimizer state (moments, step count) carries over between calls with the same
+        optimizer; a schedule sees this update's step number (and the epochs of earlier
+        ``fit`` calls).
         """
         X, Y, labels = self._check_Xy(X, y)
         optimizer = self._use_optimizer(optimizer)
-        self._plan.ensure_capacity(X.shape[0])
+        plan = self._plan
+        plan.ensure_capacity(X.shape[0])
         status, loss_sum, n_batches = _core.train_epoch(
-            self._plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer.lr,
-            optimizer.momentum, optimizer.nesterov, optimizer.weight_decay)
+            plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer,
+            optimizer.rates(plan.epochs, plan.steps, 1), plan.steps)
+        plan.steps += n_batches
         raise_for_status(status, n_batches, "train_step")
         return loss_sum / X.shape[0]
 
@@ -295,8 +300,9 @@ class Sequential:
         epochs : int, default 10
         batch_size : int, default 32
             The last batch of an epoch holds the remaining rows (it is not dropped).
-        optimizer : SGD, optional
+        optimizer : SGD, Adam, AdamW, RMSprop or Adagrad, optional
             Defaults to the optimizer of the previous call, or ``SGD(lr=0.01, momentum=0.9)``.
+            The same instance continues from the model's state; a new one starts afresh.
         shuffle : bool, default True
             Draw a new row order each epoch from the model's seeded generator.
         verbose : int, default 0

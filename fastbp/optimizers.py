@@ -1,6 +1,19 @@
-"""Optimizer settings. The update rules themselves run in C (src_c/_optim.pxd)."""
-from dataclasses import dataclass
+"""Optimizer settings. The update rules themselves run in C (src_c/_optim.pxd).
+
+Every optimizer follows ``torch.optim``'s definition of its rule, with one deliberate
+difference: weight decay (L2, or AdamW's decoupled shrink) and L1 apply to weights only,
+never to biases. The gradient ``g`` a rule sees has first been clipped (``clip_norm`` as
+``torch.nn.utils.clip_grad_norm_``, then ``clip_value`` as ``clip_grad_value_``) and had
+``l1 * sign(W)`` added for the weights.
+
+Optimizer objects hold settings only; the state (moments, step count) lives in the model that
+trains with them, so one instance can drive several models, and a model saves its state.
+Passing a different optimizer instance to a model starts from fresh state.
+"""
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
+
+import numpy as np
 
 from .data import check_real
 
@@ -9,14 +22,126 @@ class OptimizerCode(IntEnum):
     """Twin of the ``OPT_*`` codes in ``src_c/_optim.pxd`` (a test asserts they agree)."""
 
     SGD = 0
+    ADAM = 1
+    ADAMW = 2
+    RMSPROP = 3
+    ADAGRAD = 4
+
+
+def _check_fraction(value, name):
+    value = check_real(value, name, 0.0)
+    if value >= 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
+
+
+def _check_optional_positive(value, name):
+    if value is None:
+        return None
+    return check_real(value, name, 0.0, low_inclusive=False)
 
 
 @dataclass
-class SGD:
-    """Stochastic gradient descent with optional momentum, Nesterov momentum and L2 decay.
+class Optimizer:
+    """Settings shared by every optimizer (keyword-only).
 
-    The rule is ``torch.optim.SGD``'s (dampening 0), except that weight decay applies to
-    weights only, never to biases::
+    Parameters
+    ----------
+    lr : float
+        Base learning rate, > 0 (each optimizer has its own default).
+    weight_decay : float, default 0.0
+        L2 penalty on the weights: ``g += weight_decay * W`` (the gradient of
+        ``weight_decay / 2 * ||W||²``); for :class:`AdamW` the decoupled shrink instead.
+    l1 : float, default 0.0
+        L1 penalty on the weights: ``g += l1 * sign(W)``.
+    clip_norm : float or None
+        Scale the whole gradient by ``clip_norm / (norm + 1e-6)`` when that is below 1,
+        where ``norm`` is its global L2 norm over all layers.
+    clip_value : float or None
+        Clamp every gradient entry to ``[-clip_value, clip_value]`` (after ``clip_norm``).
+    schedule : fastbp.schedules.Schedule or None
+        Learning-rate schedule; the rate of every step is computed per epoch in advance.
+    """
+
+    lr: float
+    weight_decay: float = field(default=0.0, kw_only=True)
+    l1: float = field(default=0.0, kw_only=True)
+    clip_norm: float = field(default=None, kw_only=True)
+    clip_value: float = field(default=None, kw_only=True)
+    schedule: object = field(default=None, kw_only=True)
+
+    code = None
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self):
+        """Validate the settings (also called before every use, as they are mutable)."""
+        self.lr = check_real(self.lr, "lr", 0.0, low_inclusive=False)
+        self.weight_decay = check_real(self.weight_decay, "weight_decay", 0.0)
+        self.l1 = check_real(self.l1, "l1", 0.0)
+        self.clip_norm = _check_optional_positive(self.clip_norm, "clip_norm")
+        self.clip_value = _check_optional_positive(self.clip_value, "clip_value")
+        if self.schedule is not None:
+            from .schedules import Schedule
+
+            if not isinstance(self.schedule, Schedule):
+                raise TypeError("schedule must be a fastbp.schedules.Schedule or None, got "
+                                f"{type(self.schedule).__name__}")
+        self._check_rule()
+        return self
+
+    def _check_rule(self):
+        """Validate the rule's own settings."""
+
+    def state_slots(self):
+        """Buffers of per-parameter state the rule keeps."""
+        return 0
+
+    def initial_state(self, n_params, dtype):
+        """Fresh state: ``state_slots()`` zeroed buffers of ``n_params``, back to back."""
+        return np.zeros(self.state_slots() * n_params, dtype=dtype)
+
+    def rates(self, epoch, first_step, n_steps):
+        """The learning rate of each of ``n_steps`` updates, numbered from ``first_step``
+        (0-based, counted since the state was created), in epoch ``epoch`` (0-based)."""
+        if self.schedule is None:
+            return np.full(n_steps, self.lr)
+        steps = np.arange(first_step, first_step + n_steps, dtype=np.int64)
+        rates = np.asarray(self.schedule.rates(self.lr, epoch, steps), dtype=np.float64)
+        if rates.shape != (n_steps,) or not (np.all(np.isfinite(rates)) and np.all(rates > 0)):
+            raise ValueError(f"schedule {self.schedule!r} gave learning rates that are not "
+                             f"all finite and > 0: {rates[:5]}...")
+        return rates
+
+    def to_config(self):
+        """JSON-able settings (the schedule as its own config)."""
+        config = {"type": type(self).__name__}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            config[item.name] = value.to_config() if item.name == "schedule" and value else value
+        return config
+
+
+def optimizer_from_config(config):
+    """Rebuild an optimizer from :meth:`Optimizer.to_config`; ValueError if unknown."""
+    settings = dict(config)
+    kind = settings.pop("type", None)
+    classes = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+    if kind not in classes:
+        raise ValueError(f"unknown optimizer type {kind!r}; valid: {sorted(classes)}")
+    if settings.get("schedule") is not None:
+        from .schedules import from_config
+
+        settings["schedule"] = from_config(settings["schedule"])
+    return classes[kind](**settings)
+
+
+@dataclass
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and Nesterov momentum.
+
+    ``torch.optim.SGD``'s rule (dampening 0)::
 
         g = grad + weight_decay * W          (weights; biases use grad)
         v = momentum * v + g                 (v starts at zero)
@@ -26,45 +151,160 @@ class SGD:
     Parameters
     ----------
     lr : float, default 0.01
-        Learning rate, > 0.
     momentum : float, default 0.0
         In [0, 1).
     nesterov : bool, default False
         Nesterov momentum; needs ``momentum > 0``.
-    weight_decay : float, default 0.0
-        L2 penalty coefficient (the gradient of ``weight_decay / 2 * ||W||²``), >= 0.
-
-    Notes
-    -----
-    The velocity lives in the model that trains with this optimizer, so one ``SGD``
-    instance can drive several models. Passing a different optimizer instance to a model
-    starts from zero velocity.
+    weight_decay, l1, clip_norm, clip_value, schedule
+        See :class:`Optimizer`.
     """
 
     lr: float = 0.01
     momentum: float = 0.0
     nesterov: bool = False
-    weight_decay: float = 0.0
 
     code = OptimizerCode.SGD
 
-    def __post_init__(self):
-        self.check()
-
-    def check(self):
-        """Validate the settings (also called before every use, as they are mutable)."""
-        self.lr = check_real(self.lr, "lr", 0.0, low_inclusive=False)
-        self.momentum = check_real(self.momentum, "momentum", 0.0)
-        if self.momentum >= 1.0:
-            raise ValueError(f"momentum must be < 1, got {self.momentum}")
-        self.weight_decay = check_real(self.weight_decay, "weight_decay", 0.0)
+    def _check_rule(self):
+        self.momentum = _check_fraction(self.momentum, "momentum")
         if not isinstance(self.nesterov, (bool, int)) or self.nesterov not in (0, 1):
             raise TypeError(f"nesterov must be a bool, got {self.nesterov!r}")
         self.nesterov = bool(self.nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        return self
 
-    def state_size(self, n_params):
-        """Length of the optimizer state this rule keeps for ``n_params`` parameters."""
-        return n_params if self.momentum != 0 else 0
+    def state_slots(self):
+        return 1 if self.momentum != 0 else 0
+
+
+@dataclass
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), as ``torch.optim.Adam`` (epsilon outside the square root)::
+
+        g = grad + weight_decay * W          (coupled L2, weights only)
+        m = m + (1 - beta1) * (g - m)
+        v = beta2 * v + (1 - beta2) * g²
+        p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    with ``t`` the 1-based update count. State: ``m`` then ``v``.
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+    beta1, beta2 : float, default 0.9, 0.999
+        In [0, 1).
+    eps : float, default 1e-8
+        > 0.
+    weight_decay, l1, clip_norm, clip_value, schedule
+        See :class:`Optimizer`.
+    """
+
+    lr: float = 0.001
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    code = OptimizerCode.ADAM
+
+    def _check_rule(self):
+        self.beta1 = _check_fraction(self.beta1, "beta1")
+        self.beta2 = _check_fraction(self.beta2, "beta2")
+        self.eps = check_real(self.eps, "eps", 0.0, low_inclusive=False)
+
+    def state_slots(self):
+        return 2
+
+
+@dataclass
+class AdamW(Adam):
+    """Adam with decoupled weight decay, as ``torch.optim.AdamW``: before Adam's step
+    (without L2), the weights shrink by ``W = W * (1 - lr * weight_decay)``.
+
+    Parameters
+    ----------
+    lr, beta1, beta2, eps
+        As for :class:`Adam`.
+    weight_decay : float, default 0.01
+        The decoupled decay (weights only).
+    l1, clip_norm, clip_value, schedule
+        See :class:`Optimizer`.
+    """
+
+    weight_decay: float = field(default=0.01, kw_only=True)
+
+    code = OptimizerCode.ADAMW
+
+
+@dataclass
+class RMSprop(Optimizer):
+    """RMSprop, as ``torch.optim.RMSprop`` (not centered)::
+
+        g = grad + weight_decay * W
+        s = alpha * s + (1 - alpha) * g²
+        b = momentum * b + g / (sqrt(s) + eps)     (b = g / (sqrt(s) + eps) without momentum)
+        p = p - lr * b
+
+    State: ``s``, then ``b`` when momentum > 0.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    alpha : float, default 0.99
+        In [0, 1).
+    eps : float, default 1e-8
+    momentum : float, default 0.0
+        In [0, 1).
+    weight_decay, l1, clip_norm, clip_value, schedule
+        See :class:`Optimizer`.
+    """
+
+    lr: float = 0.01
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+
+    code = OptimizerCode.RMSPROP
+
+    def _check_rule(self):
+        self.alpha = _check_fraction(self.alpha, "alpha")
+        self.eps = check_real(self.eps, "eps", 0.0, low_inclusive=False)
+        self.momentum = _check_fraction(self.momentum, "momentum")
+
+    def state_slots(self):
+        return 2 if self.momentum != 0 else 1
+
+
+@dataclass
+class Adagrad(Optimizer):
+    """Adagrad, as ``torch.optim.Adagrad`` (``lr_decay`` 0; use a schedule instead)::
+
+        g = grad + weight_decay * W
+        s = s + g²                 (s starts at initial_accumulator_value)
+        p = p - lr * g / (sqrt(s) + eps)
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    eps : float, default 1e-10
+    initial_accumulator_value : float, default 0.0
+        >= 0.
+    weight_decay, l1, clip_norm, clip_value, schedule
+        See :class:`Optimizer`.
+    """
+
+    lr: float = 0.01
+    eps: float = 1e-10
+    initial_accumulator_value: float = 0.0
+
+    code = OptimizerCode.ADAGRAD
+
+    def _check_rule(self):
+        self.eps = check_real(self.eps, "eps", 0.0, low_inclusive=False)
+        self.initial_accumulator_value = check_real(
+            self.initial_accumulator_value, "initial_accumulator_value", 0.0)
+
+    def state_slots(self):
+        return 1
+
+    def initial_state(self, n_params, dtype):
+        return np.full(n_params, self.initial_accumulator_value, dtype=dtype)

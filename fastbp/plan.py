@@ -39,6 +39,8 @@ class Plan:
         self.params = np.zeros(self.n_params, dtype=self.dtype)
         self.grads = np.zeros(self.n_params, dtype=self.dtype)
         self.state = np.zeros(0, dtype=self.dtype)
+        self.steps = 0    # optimizer updates since the state was created
+        self.epochs = 0   # fit epochs completed since then (what per-epoch schedules count)
         self.workspace = np.zeros(0, dtype=self.dtype)
 
     def weight(self, buffer, layer):
@@ -70,6 +72,8 @@ class Plan:
         """Chunk size for forward passes over ``n_rows`` rows."""
         return min(n_rows, max(self.capacity, PREDICT_WORKSPACE_ELEMENTS // self.row_length, 1))
 
-    def reset_state(self, size):
-        """Zero the optimizer state, sized for the optimizer about to train."""
-        self.state = np.zeros(size, dtype=self.dtype)
+    def reset_state(self, optimizer):
+        """Fresh optimizer state (and step and epoch counts) for ``optimizer``."""
+        self.state = optimizer.initial_state(self.n_params, self.dtype)
+        self.steps = 0
+        self.epochs = 0

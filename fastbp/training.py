@@ -59,15 +59,20 @@ def run_epochs(plan, X, Y, labels, epochs, batch_size, optimizer, shuffle, rng, 
     history = History()
     n_samples = X.shape[0]
     in_order = np.zeros(0, dtype=np.intp)
+    steps_per_epoch = -(-n_samples // batch_size)
     for epoch in range(1, epochs + 1):
         order = rng.permutation(n_samples).astype(np.intp, copy=False) if shuffle else in_order
+        rates = optimizer.rates(plan.epochs, plan.steps, steps_per_epoch)
         started = time.perf_counter()
         status, loss_sum, n_batches = _core.train_epoch(
-            plan, X, Y, labels, order, batch_size, optimizer.lr, optimizer.momentum,
-            optimizer.nesterov, optimizer.weight_decay)
+            plan, X, Y, labels, order, batch_size, optimizer, rates, plan.steps)
+        plan.steps += n_batches
         raise_for_status(status, n_batches, f"epoch {epoch}")
         elapsed = time.perf_counter() - started
+        plan.epochs += 1
         history.loss.append(loss_sum / n_samples)
+        if optimizer.schedule is not None:
+            optimizer.schedule.end_epoch(history.loss[-1])
         history.epoch_time.append(elapsed)
         if verbose:
             print(f"epoch {epoch}/{epochs}  loss {history.loss[-1]:.4f}  {elapsed:.3f} s  "

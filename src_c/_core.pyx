@@ -24,7 +24,8 @@ from _activations cimport (bias_act, act_backward, LEAKY_SLOPE, ACT_IDENTITY, AC
 from _losses cimport (loss_backward, output_activation, LOSS_MSE, LOSS_CROSS_ENTROPY,
                       LOSS_BINARY_CROSS_ENTROPY)
 from _optim cimport (OptimizerStep, Bounds, apply_update, measure_bounds, max_magnitude,
-                     OPT_SGD)
+                     n_slots, clip_and_l1, OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP,
+                     OPT_ADAGRAD)
 
 import numpy as np
 
@@ -39,7 +40,8 @@ CODES = {
     "ACT_RELU": ACT_RELU, "ACT_LEAKY_RELU": ACT_LEAKY_RELU,
     "LOSS_MSE": LOSS_MSE, "LOSS_CROSS_ENTROPY": LOSS_CROSS_ENTROPY,
     "LOSS_BINARY_CROSS_ENTROPY": LOSS_BINARY_CROSS_ENTROPY,
-    "OPT_SGD": OPT_SGD,
+    "OPT_SGD": OPT_SGD, "OPT_ADAM": OPT_ADAM, "OPT_ADAMW": OPT_ADAMW,
+    "OPT_RMSPROP": OPT_RMSPROP, "OPT_ADAGRAD": OPT_ADAGRAD,
     "STATUS_OK": STATUS_OK, "STATUS_NONFINITE_LOSS": STATUS_NONFINITE_LOSS,
     "STATUS_NONFINITE_PARAMS": STATUS_NONFINITE_PARAMS,
 }
@@ -143,13 +145,28 @@ cdef _check_batch_args(Net *net, Py_ssize_t n_rows, Py_ssize_t n_features,
             raise ValueError("layer %d is too large for 32-bit BLAS indexing" % l)
 
 
-cdef OptimizerStep _sgd(double lr, double momentum, bint nesterov, double weight_decay):
+cdef OptimizerStep _read_optimizer(optimizer, Py_ssize_t n_params,
+                                   Py_ssize_t n_state) except *:
+    """The settings of a fastbp optimizer (fields it lacks are off); checks the state size."""
     cdef OptimizerStep opt
-    opt.code = OPT_SGD
-    opt.lr = lr
-    opt.momentum = momentum
-    opt.weight_decay = weight_decay
-    opt.nesterov = nesterov
+    opt.code = int(optimizer.code)
+    opt.lr = 0
+    opt.step = 0
+    opt.momentum = getattr(optimizer, "momentum", 0.0)
+    opt.nesterov = bool(getattr(optimizer, "nesterov", False))
+    opt.weight_decay = getattr(optimizer, "weight_decay", 0.0)
+    opt.l1 = getattr(optimizer, "l1", 0.0)
+    opt.beta1 = getattr(optimizer, "beta1", 0.0)
+    opt.beta2 = getattr(optimizer, "beta2", 0.0)
+    opt.alpha = getattr(optimizer, "alpha", 0.0)
+    opt.eps = getattr(optimizer, "eps", 1.0)
+    opt.clip_norm = getattr(optimizer, "clip_norm", None) or 0.0
+    opt.clip_value = getattr(optimizer, "clip_value", None) or 0.0
+    if opt.code < OPT_SGD or opt.code > OPT_ADAGRAD:
+        raise ValueError("unknown optimizer code %d" % opt.code)
+    if n_state != n_slots(&opt) * n_params:
+        raise ValueError("the optimizer state must hold %d values, not %d"
+                         % (n_slots(&opt) * n_params, n_state))
     return opt
 
 
@@ -311,9 +328,12 @@ cdef double _batch_gradients_parallel(Net *net, const floating *P, floating *G, 
 
 def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] labels, const Py_ssize_t[::1] order,
-                Py_ssize_t batch_size, double lr, double momentum, bint nesterov,
-                double weight_decay, int n_threads=1):
+                Py_ssize_t batch_size, optimizer, const double[::1] rates,
+                long long first_step, int n_threads=1):
     """Run every mini-batch of one pass over ``order`` (rows of X; empty = rows in order).
+
+    ``optimizer`` is a fastbp optimizer (its settings are read once); batch k uses learning
+    rate ``rates[k]`` and is update number ``first_step + k + 1`` (Adam's bias correction).
 
     With n_threads > 1 each batch is split over that many threads (OpenMP), which call BLAS
     concurrently: the caller must have set BLAS to one thread.
@@ -332,18 +352,21 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef const floating *Xb
     cdef double loss, loss_sum = 0
     cdef int status = STATUS_OK
-    cdef OptimizerStep opt = _sgd(lr, momentum, nesterov, weight_decay)
+    cdef OptimizerStep opt = _read_optimizer(optimizer, P.shape[0], n_state)
     cdef Bounds bounds
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
     try:
         if G.shape[0] != P.shape[0]:
             raise ValueError("plan buffers have inconsistent lengths")
-        if momentum != 0 and n_state < P.shape[0]:
-            raise ValueError("momentum needs an optimizer state as long as the parameters")
         if n_rows == 0:
             raise ValueError("no rows to train on")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if rates.shape[0] < (n_rows + batch_size - 1) // batch_size:
+            raise ValueError("rates must hold one learning rate per batch (%d), not %d"
+                             % ((n_rows + batch_size - 1) // batch_size, rates.shape[0]))
+        if first_step < 0:
+            raise ValueError("first_step must be >= 0")
         if n_threads < 1:
             raise ValueError("n_threads must be >= 1")
         _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
@@ -353,8 +376,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 if order[r] < 0 or order[r] >= X.shape[0]:
                     raise ValueError("order holds row %d, X has %d rows" % (order[r], X.shape[0]))
         with nogil:
-            measure_bounds(&P[0], &S[0] if n_state > 0 else NULL, P.shape[0],
-                           n_state > 0 and momentum != 0, &bounds)
+            measure_bounds(&P[0], &S[0] if n_state > 0 else NULL, P.shape[0], n_slots(&opt),
+                           &bounds)
             start = 0
             while start < n_rows:
                 B = min(batch_size, n_rows - start)
@@ -379,6 +402,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 if not isfinite(loss):
                     status = STATUS_NONFINITE_LOSS
                     break
+                opt.lr = rates[n_batches]
+                opt.step = first_step + n_batches + 1
                 if apply_update(&opt, &P[0], &G[0], &S[0] if n_state > 0 else NULL,
                                 P.shape[0], net.n_weights, &bounds):
                     status = STATUS_NONFINITE_PARAMS
@@ -570,13 +595,17 @@ def _twin_colsum(const floating[:, ::1] D, floating[::1] out):
     _colsum(&D[0, 0], D.shape[0], D.shape[1], &out[0])
 
 
-def _twin_sgd(floating[::1] params, const floating[::1] grads, floating[::1] state,
-              Py_ssize_t n_weights, double lr, double momentum, bint nesterov,
-              double weight_decay):
-    cdef OptimizerStep opt = _sgd(lr, momentum, nesterov, weight_decay)
+def _twin_update(optimizer, floating[::1] params, floating[::1] grads, floating[::1] state,
+                 Py_ssize_t n_weights, double lr, long long step):
+    """One apply_update of ``optimizer`` (update number ``step``) with fresh bounds."""
+    cdef OptimizerStep opt = _read_optimizer(optimizer, params.shape[0], state.shape[0])
     cdef Bounds bounds
     cdef floating *S = &state[0] if state.shape[0] else NULL
-    measure_bounds(&params[0], S, params.shape[0], S != NULL and momentum != 0, &bounds)
+    if grads.shape[0] != params.shape[0] or not 0 <= n_weights <= params.shape[0]:
+        raise ValueError("inconsistent lengths")
+    opt.lr = lr
+    opt.step = step
+    measure_bounds(&params[0], S, params.shape[0], n_slots(&opt), &bounds)
     return apply_update(&opt, &params[0], &grads[0], S, params.shape[0], n_weights, &bounds)
 
 

@@ -1,18 +1,20 @@
-# A. Invariants: parameters, gradients and optimizer state are flat buffers of one length with
-#    all weights first and all biases after, so weight decay covers exactly the prefix
-#    [0, n_weights) and every update is one pass over contiguous memory.
-# B. Rules follow torch.optim (dampening 0): g += wd·p (weights only); v = μ·v + g;
-#    step = g + μ·v (Nesterov) or v; p -= lr·step. With μ = 0 there is no state.
+# A. Invariants: parameters, gradients and each optimizer-state slot are flat buffers of one
+#    length with all weights first and all biases after, so L2/L1 decay covers exactly the
+#    prefix [0, n_weights) and every update is one pass over contiguous memory. The state
+#    holds n_slots(opt) such buffers back to back (slot 1, then slot 2).
+# B. Rules follow torch.optim (see fastbp/optimizers.py for each formula); the gradients
+#    buffer is scratch, so clipping and L1 are applied to it in place before the rule runs.
 # C. Never half-updated: a step that would make any parameter or state value non-finite is
 #    refused before anything is written. Proving that exactly needs a read-only pass of the
-#    rule over p, g and v, which cost 2-8% of a training step. So each step first bounds the
-#    result instead: max|g| from one integer-max pass over g (cheap: g was just written and
-#    is in cache; NaN and inf sort above every finite value), and max|p|, max|v| carried
-#    from step to step by the rule's own bound. Only if that bound comes near overflow
-#    (or g is not finite) does the exact pass run. Codes are mirrored by
+#    rule over p, g and the state, which cost 2-8% of a training step. So each step first
+#    bounds the result instead: max|g| from one integer-max pass over g (cheap: g was just
+#    written and is in cache; NaN and inf sort above every finite value), and max|p| and
+#    max|state slot| carried from step to step by the rule's own bound. Only if that bound
+#    comes near overflow (or g is not finite) does the exact pass run. Codes are mirrored by
 #    fastbp.optimizers.OptimizerCode.
 from cython cimport floating
 from libc.float cimport FLT_MAX, DBL_MAX
+from libc.math cimport sqrt, sqrtf, isfinite, pow
 from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "_vecmath.h":
@@ -23,17 +25,40 @@ cdef extern from "_vecmath.h":
 
 cdef enum:
     OPT_SGD = 0
+    OPT_ADAM = 1
+    OPT_ADAMW = 2
+    OPT_RMSPROP = 3
+    OPT_ADAGRAD = 4
 
 cdef struct OptimizerStep:
     int code
-    double lr
-    double momentum
-    double weight_decay
-    int nesterov
+    double lr              # this step's learning rate (the schedule's value)
+    long long step         # 1-based number of this update (Adam's bias correction)
+    double momentum        # SGD, RMSprop
+    int nesterov           # SGD
+    double weight_decay    # L2 on weights (AdamW: decoupled shrink)
+    double l1              # L1 on weights: g += l1·sign(W)
+    double beta1, beta2    # Adam, AdamW
+    double alpha           # RMSprop's smoothing constant
+    double eps             # Adam, AdamW, RMSprop, Adagrad
+    double clip_norm       # > 0: scale g so its global L2 norm is at most this
+    double clip_value      # > 0: clamp every g to [-clip_value, clip_value]
 
 cdef struct Bounds:
     double params   # upper bound on max|parameter|
-    double state    # upper bound on max|optimizer state|
+    double state1   # upper bound on max|state slot 1|
+    double state2   # upper bound on max|state slot 2|
+
+
+cdef inline int n_slots(const OptimizerStep *opt) noexcept nogil:
+    """State buffers the rule keeps per parameter."""
+    if opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
+        return 2
+    if opt.code == OPT_RMSPROP:
+        return 2 if opt.momentum != 0 else 1
+    if opt.code == OPT_ADAGRAD:
+        return 1
+    return 1 if opt.momentum != 0 else 0
 
 
 cdef inline double max_magnitude(const floating *x, Py_ssize_t n) noexcept nogil:
@@ -53,11 +78,21 @@ cdef inline double max_magnitude(const floating *x, Py_ssize_t n) noexcept nogil
         return fastbp_from_magnitude_f64(m64)
 
 
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+# ---------------------------------------------------------------- the rules
+# Each runs over n entries. With write, it updates p and the state; without, it writes
+# nothing and returns 1 if any new value would be non-finite. `write` is loop-invariant, so
+# GCC unswitches the loop. wd is 0 over the biases.
+
 cdef inline int _sgd_range(floating *p, const floating *g, floating *v, Py_ssize_t n,
                            floating lr, floating mu, floating wd, int nesterov,
                            bint write) noexcept nogil:
-    """The SGD rule over n entries: with write, update p (and v); without, only return 1 if
-    any new value would be non-finite. The flags are loop-invariant, so GCC unswitches."""
     cdef Py_ssize_t i
     cdef floating d, vn, x, check
     cdef int bad = 0
@@ -83,50 +118,211 @@ cdef inline int _sgd_range(floating *p, const floating *g, floating *v, Py_ssize
     return bad
 
 
-cdef inline int _refused(const OptimizerStep *opt, floating *params, const floating *grads,
-                         floating *state, Py_ssize_t n_params, Py_ssize_t n_weights) noexcept nogil:
-    """The exact test: would any new parameter or state value be non-finite?"""
-    cdef floating lr = <floating> opt.lr, mu = <floating> opt.momentum
-    cdef floating *v_bias = state + n_weights if mu != 0 else state
-    return (_sgd_range(params, grads, state, n_weights, lr, mu, <floating> opt.weight_decay,
-                       opt.nesterov, False)
-            | _sgd_range(params + n_weights, grads + n_weights, v_bias, n_params - n_weights,
-                         lr, mu, <floating> 0, opt.nesterov, False))
+cdef inline int _adam_range(floating *p, const floating *g, floating *m, floating *v,
+                            Py_ssize_t n, floating step_size, floating b1, floating b2,
+                            floating sqrt_bias2, floating eps, floating wd, floating shrink,
+                            bint write) noexcept nogil:
+    """Adam (wd: L2 added to g) and AdamW (shrink = 1 - lr·wd applied to p first)."""
+    cdef Py_ssize_t i
+    cdef floating d, mn, vn, x, check
+    cdef int bad = 0
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        mn = m[i] + (1 - b1) * (d - m[i])   # torch's lerp form
+        vn = b2 * v[i] + (1 - b2) * d * d
+        x = shrink * p[i] - step_size * (mn / (_sqrt(vn) / sqrt_bias2 + eps))
+        if write:
+            m[i] = mn
+            v[i] = vn
+            p[i] = x
+        else:
+            check = (x - x) + (mn - mn) + (vn - vn)
+            bad |= check != check
+    return bad
 
 
-cdef inline int apply_update(const OptimizerStep *opt, floating *params, const floating *grads,
+cdef inline int _rmsprop_range(floating *p, const floating *g, floating *sq, floating *buf,
+                               Py_ssize_t n, floating lr, floating alpha, floating eps,
+                               floating mu, floating wd, bint write) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d, sn, bn, x, check
+    cdef int bad = 0
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        sn = alpha * sq[i] + (1 - alpha) * d * d
+        bn = d / (_sqrt(sn) + eps)
+        if mu != 0:
+            bn = mu * buf[i] + bn
+        x = p[i] - lr * bn
+        if write:
+            sq[i] = sn
+            if mu != 0:
+                buf[i] = bn
+            p[i] = x
+        else:
+            check = (x - x) + (sn - sn) + (bn - bn)
+            bad |= check != check
+    return bad
+
+
+cdef inline int _adagrad_range(floating *p, const floating *g, floating *acc, Py_ssize_t n,
+                               floating lr, floating eps, floating wd, bint write) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d, an, x, check
+    cdef int bad = 0
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        an = acc[i] + d * d
+        x = p[i] - lr * (d / (_sqrt(an) + eps))
+        if write:
+            acc[i] = an
+            p[i] = x
+        else:
+            check = (x - x) + (an - an)
+            bad |= check != check
+    return bad
+
+
+cdef inline int _rule(const OptimizerStep *opt, floating *p, const floating *g, floating *s1,
+                      floating *s2, Py_ssize_t n, bint weights, bint write) noexcept nogil:
+    """The optimizer's rule over p[0:n] (weights: decay applies), state slots s1 and s2."""
+    cdef double lr = opt.lr, wd = opt.weight_decay if weights else 0.0, bias1, bias2
+    if opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
+        bias1 = 1 - pow(opt.beta1, <double> opt.step)
+        bias2 = 1 - pow(opt.beta2, <double> opt.step)
+        return _adam_range(p, g, s1, s2, n, <floating> (lr / bias1), <floating> opt.beta1,
+                           <floating> opt.beta2, <floating> sqrt(bias2), <floating> opt.eps,
+                           <floating> (wd if opt.code == OPT_ADAM else 0.0),
+                           <floating> (1 - lr * wd if opt.code == OPT_ADAMW else 1.0), write)
+    if opt.code == OPT_RMSPROP:
+        return _rmsprop_range(p, g, s1, s2, n, <floating> lr, <floating> opt.alpha,
+                              <floating> opt.eps, <floating> opt.momentum, <floating> wd, write)
+    if opt.code == OPT_ADAGRAD:
+        return _adagrad_range(p, g, s1, n, <floating> lr, <floating> opt.eps, <floating> wd,
+                              write)
+    return _sgd_range(p, g, s1, n, <floating> lr, <floating> opt.momentum, <floating> wd,
+                      opt.nesterov, write)
+
+
+cdef inline int _rule_all(const OptimizerStep *opt, floating *params, const floating *grads,
+                          floating *state, Py_ssize_t n_params, Py_ssize_t n_weights,
+                          bint write) noexcept nogil:
+    """The rule over weights (with decay) then biases (without)."""
+    cdef int slots = n_slots(opt)
+    cdef floating *s1 = state if slots >= 1 else NULL
+    cdef floating *s2 = state + n_params if slots >= 2 else NULL
+    cdef Py_ssize_t nb = n_params - n_weights
+    return (_rule(opt, params, grads, s1, s2, n_weights, True, write)
+            | _rule(opt, params + n_weights, grads + n_weights,
+                    s1 + n_weights if s1 != NULL else NULL,
+                    s2 + n_weights if s2 != NULL else NULL, nb, False, write))
+
+
+# ---------------------------------------------------------------- gradient transforms
+
+cdef inline double l2_norm(const floating *x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double total = 0
+    for i in range(n):
+        total += <double> x[i] * x[i]
+    return sqrt(total)
+
+
+cdef inline int clip_and_l1(const OptimizerStep *opt, floating *grads, const floating *params,
+                            Py_ssize_t n_params, Py_ssize_t n_weights) noexcept nogil:
+    """In place, in torch's order: clip by global norm (torch.nn.utils.clip_grad_norm_:
+    g·max_norm/(norm + 1e-6) when that factor is < 1), clip by value, then add L1's
+    l1·sign(W) to the weights' gradients. Returns 1 if the gradient is not finite (torch's
+    clipping would carry NaN on, or clamp inf to a finite value)."""
+    cdef Py_ssize_t i
+    cdef double norm
+    cdef floating scale = 1, c = <floating> opt.clip_value, v, check, l1 = <floating> opt.l1, w
+    cdef int bad = 0
+    if opt.clip_norm > 0:
+        norm = l2_norm(grads, n_params)
+        if not isfinite(norm):
+            return 1
+        if opt.clip_norm / (norm + 1e-6) < 1:
+            scale = <floating> (opt.clip_norm / (norm + 1e-6))
+            for i in range(n_params):
+                grads[i] *= scale
+    if c > 0:
+        for i in range(n_params):  # clamping would hide a non-finite gradient: flag it
+            v = grads[i]
+            check = v - v
+            bad |= check != check
+            grads[i] = c if v > c else (-c if v < -c else v)
+        if bad:
+            return 1
+    if l1 > 0:
+        for i in range(n_weights):
+            w = params[i]
+            grads[i] += l1 if w > 0 else (-l1 if w < 0 else 0)
+    return 0
+
+
+# ---------------------------------------------------------------- the step
+
+cdef inline bint _bounded(const OptimizerStep *opt, double g_max, Bounds *bounds,
+                          Bounds *after) noexcept nogil:
+    """Bound every intermediate of the rule from max|g| and the carried bounds; fill
+    ``after`` and return True if all stay below half the dtype's range (the caller passes
+    that range in after.params)."""
+    cdef double limit = after.params, lr = opt.lr, mu = opt.momentum, d, m, v, ratio, step
+    cdef double P = bounds.params, wd = opt.weight_decay
+    after.state1 = 0
+    after.state2 = 0
+    if opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
+        d = g_max + (wd * P if opt.code == OPT_ADAM else 0.0)
+        m = opt.beta1 * bounds.state1 + (1 - opt.beta1) * d
+        v = opt.beta2 * bounds.state2 + (1 - opt.beta2) * d * d
+        ratio = m / opt.eps   # the denominator is at least eps
+        step = lr / (1 - pow(opt.beta1, <double> opt.step)) * ratio
+        after.params = (abs(1 - lr * wd) * P if opt.code == OPT_ADAMW else P) + step
+        after.state1, after.state2 = m, v
+        return d * d < limit and v < limit and ratio < limit and after.params < limit
+    d = g_max + wd * P
+    if opt.code == OPT_RMSPROP or opt.code == OPT_ADAGRAD:
+        v = (opt.alpha * bounds.state1 + (1 - opt.alpha) * d * d if opt.code == OPT_RMSPROP
+             else bounds.state1 + d * d)
+        ratio = d / opt.eps
+        step = mu * bounds.state2 + ratio if opt.code == OPT_RMSPROP and mu != 0 else ratio
+        after.params = P + lr * step
+        after.state1 = v
+        after.state2 = step if opt.code == OPT_RMSPROP and mu != 0 else 0
+        return d * d < limit and v < limit and step < limit and after.params < limit
+    v = mu * bounds.state1 + d if mu != 0 else 0
+    step = (d + mu * v if opt.nesterov else v) if mu != 0 else d
+    after.params = P + lr * step
+    after.state1 = v
+    return d < limit and v < limit and step < limit and after.params < limit
+
+
+cdef inline int apply_update(const OptimizerStep *opt, floating *params, floating *grads,
                              floating *state, Py_ssize_t n_params, Py_ssize_t n_weights,
                              Bounds *bounds) noexcept nogil:
-    """One optimizer step over the flat buffers. Returns 1, writing nothing, if any new
-    parameter or state value would be non-finite; else updates and returns 0. ``bounds``
-    holds upper bounds on max|params| and max|state| and is kept valid for the next step."""
-    cdef double lr = opt.lr, mu = opt.momentum, limit = 0.5 * (FLT_MAX if floating is float
-                                                                else DBL_MAX)
-    cdef double d, v, step
-    cdef floating *v_bias = state + n_weights if mu != 0 else state
-    # Bound every intermediate of the rule (see _sgd_range) from max|g|, max|p|, max|v|.
-    d = max_magnitude(grads, n_params) + opt.weight_decay * bounds.params
-    v = mu * bounds.state + d if mu != 0 else 0
-    step = (d + mu * v if opt.nesterov else v) if mu != 0 else d
-    if not (d < limit and v < limit and step < limit and lr * step < limit
-            and bounds.params + lr * step < limit):
-        if _refused(opt, params, grads, state, n_params, n_weights):
+    """One optimizer step over the flat buffers (grads are transformed in place by clipping
+    and L1). Returns 1, writing no parameter or state, if any new value would be non-finite;
+    else updates and returns 0. ``bounds`` stays valid for the next step."""
+    cdef Bounds after
+    if opt.clip_norm > 0 or opt.clip_value > 0 or opt.l1 > 0:
+        if clip_and_l1(opt, grads, params, n_params, n_weights):
             return 1
-        bounds.params = DBL_MAX  # bounds unusable: measure them again after the write
-    _sgd_range(params, grads, state, n_weights, <floating> lr, <floating> mu,
-               <floating> opt.weight_decay, opt.nesterov, True)
-    _sgd_range(params + n_weights, grads + n_weights, v_bias, n_params - n_weights,
-               <floating> lr, <floating> mu, <floating> 0, opt.nesterov, True)
-    if bounds.params == DBL_MAX:
-        measure_bounds(params, state, n_params, state != NULL and mu != 0, bounds)
-    else:
-        bounds.params = bounds.params + lr * step
-        bounds.state = v
+    after.params = 0.5 * (FLT_MAX if floating is float else DBL_MAX)
+    if _bounded(opt, max_magnitude(grads, n_params), bounds, &after):
+        _rule_all(opt, params, grads, state, n_params, n_weights, True)
+        bounds[0] = after
+        return 0
+    if _rule_all(opt, params, grads, state, n_params, n_weights, False):
+        return 1
+    _rule_all(opt, params, grads, state, n_params, n_weights, True)
+    measure_bounds(params, state, n_params, n_slots(opt), bounds)
     return 0
 
 
 cdef inline void measure_bounds(const floating *params, const floating *state,
-                                Py_ssize_t n_params, bint has_state, Bounds *bounds) noexcept nogil:
-    """Exact max|params| and max|state|, to start (or restart) the carried bounds."""
+                                Py_ssize_t n_params, int slots, Bounds *bounds) noexcept nogil:
+    """Exact max|params| and max|state slot|, to start (or restart) the carried bounds."""
     bounds.params = max_magnitude(params, n_params)
-    bounds.state = max_magnitude(state, n_params) if has_state else 0
+    bounds.state1 = max_magnitude(state, n_params) if slots >= 1 else 0
+    bounds.state2 = max_magnitude(state + n_params, n_params) if slots >= 2 else 0

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse
 
 import fastbp
-from fastbp import SGD, Dense, DivergenceError, Sequential, mlp
+from fastbp import SGD, Adagrad, Adam, AdamW, Dense, DivergenceError, RMSprop, Sequential, mlp
 
 SIZES = [4, 5, 3]  # n_features, hidden, n_outputs: nothing square
 N_SAMPLES = 11     # batch_size 4 leaves a partial last batch
@@ -310,7 +310,7 @@ BAD_COUNTS = [  # (value, exception, pattern with {name})
     ("3", TypeError, "{name} must be an integer"),
     (None, TypeError, "{name} must be an integer"),
 ]
-BAD_SGD = [  # (settings, exception, pattern)
+BAD_SGD = [  # (settings, exception, pattern); the optimizer is SGD unless settings say "cls"
     (dict(lr=0.0), ValueError, "lr must be finite and > 0"),
     (dict(lr=-0.1), ValueError, "lr must be finite and > 0"),
     (dict(lr=np.nan), ValueError, "lr must be finite"),
@@ -319,39 +319,56 @@ BAD_SGD = [  # (settings, exception, pattern)
     (dict(lr=True), TypeError, "lr must be a real number"),
     (dict(momentum=-0.1), ValueError, "momentum must be finite and >= 0"),
     (dict(momentum=np.nan), ValueError, "momentum must be finite"),
-    (dict(momentum=1.0), ValueError, "momentum must be < 1"),
-    (dict(momentum=1.5), ValueError, "momentum must be < 1"),
+    (dict(momentum=1.0), ValueError, r"momentum must be in \[0, 1\)"),
+    (dict(momentum=1.5), ValueError, r"momentum must be in \[0, 1\)"),
     (dict(weight_decay=-1e-3), ValueError, "weight_decay must be finite and >= 0"),
     (dict(weight_decay=np.nan), ValueError, "weight_decay must be finite"),
     (dict(weight_decay=np.inf), ValueError, "weight_decay must be finite"),
     (dict(nesterov=True), ValueError, "nesterov=True needs momentum > 0"),
     (dict(nesterov=True, momentum=0.0), ValueError, "nesterov=True needs momentum > 0"),
     (dict(nesterov="yes", momentum=0.9), TypeError, "nesterov must be a bool"),
+    (dict(l1=-1.0), ValueError, "l1 must be finite and >= 0"),
+    (dict(clip_norm=0.0), ValueError, "clip_norm must be finite and > 0"),
+    (dict(clip_value=-1.0), ValueError, "clip_value must be finite and > 0"),
+    (dict(clip_value=np.inf), ValueError, "clip_value must be finite"),
+    (dict(schedule="cosine"), TypeError, "schedule must be a fastbp.schedules.Schedule"),
+    (dict(cls=Adam, beta1=1.0), ValueError, r"beta1 must be in \[0, 1\)"),
+    (dict(cls=Adam, beta2=-0.5), ValueError, "beta2 must be finite and >= 0"),
+    (dict(cls=AdamW, eps=0.0), ValueError, "eps must be finite and > 0"),
+    (dict(cls=AdamW, weight_decay=np.nan), ValueError, "weight_decay must be finite"),
+    (dict(cls=RMSprop, alpha=1.0), ValueError, r"alpha must be in \[0, 1\)"),
+    (dict(cls=RMSprop, momentum=-1.0), ValueError, "momentum must be finite and >= 0"),
+    (dict(cls=Adagrad, initial_accumulator_value=-1.0), ValueError,
+     "initial_accumulator_value must be finite and >= 0"),
+    (dict(cls=Adagrad, eps=np.inf), ValueError, "eps must be finite"),
 ]
-SGD_IDS = ["-".join(f"{k}={v}" for k, v in settings.items()) for settings, *_ in BAD_SGD]
+SGD_IDS = ["-".join(f"{k}={getattr(v, '__name__', v)}" for k, v in settings.items())
+           for settings, *_ in BAD_SGD]
 
 
-def tampered_sgd(**settings):
-    """An SGD whose fields were set after construction (they are mutable), skipping checks."""
-    optimizer = SGD()
+def tampered_optimizer(cls=SGD, **settings):
+    """An optimizer whose fields were set after construction (they are mutable), skipping
+    checks."""
+    optimizer = cls()
     for field, value in settings.items():
         setattr(optimizer, field, value)
     return optimizer
 
 
 @pytest.mark.parametrize("settings, exc, match", BAD_SGD, ids=SGD_IDS)
-def test_bad_sgd_settings_are_refused(settings, exc, match):
+def test_bad_optimizer_settings_are_refused(settings, exc, match):
+    settings = dict(settings)
     with pytest.raises(exc, match=match):
-        SGD(**settings)
+        settings.pop("cls", SGD)(**settings)
 
 
 ARGUMENT_CASES = (  # (method, keyword arguments, exception, pattern)
     [("fit", {arg: value}, exc, pattern.format(name=arg))
      for arg in ("epochs", "batch_size") for value, exc, pattern in BAD_COUNTS]
-    # a dict as optimizer stands for tampered_sgd(**dict), built fresh in the test
+    # a dict as optimizer stands for tampered_optimizer(**dict), built fresh in the test
     + [(method, {"optimizer": settings}, exc, match)
        for method in ("fit", "train_step") for settings, exc, match in BAD_SGD]
-    + [(method, {"optimizer": "sgd"}, TypeError, "optimizer must be a fastbp.SGD")
+    + [(method, {"optimizer": "sgd"}, TypeError, "optimizer must be a fastbp optimizer")
        for method in ("fit", "train_step")]
     + [("gradients", {"weight_decay": wd}, ValueError, "weight_decay must be finite and >= 0")
        for wd in (-1.0, np.nan, np.inf)]
@@ -368,7 +385,7 @@ ARGUMENT_IDS = [method + "-" + "-".join(f"{k}={v!r}" for k, v in kwargs.items())
 def test_bad_arguments_are_refused(method, kwargs, exc, match):
     model, X, y = fitted("mse")
     if isinstance(kwargs.get("optimizer"), dict):
-        kwargs = {"optimizer": tampered_sgd(**kwargs["optimizer"])}
+        kwargs = {"optimizer": tampered_optimizer(**kwargs["optimizer"])}
     assert_refused_untouched(model, lambda: CALLS[method](model, X, y, **kwargs), exc, match)
 
 

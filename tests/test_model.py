@@ -256,7 +256,8 @@ def test_every_core_build_trains_alike(dtype, rtol):
         model._use_optimizer(fb.SGD(lr=0.1, momentum=0.9))
         model._plan.ensure_capacity(16)
         status, _, _ = _native.load(name).train_epoch(
-            model._plan, X, np.zeros((0, 4), dtype), labels, order, 16, 0.1, 0.9, False, 0.0)
+            model._plan, X, np.zeros((0, 4), dtype), labels, order, 16, model.optimizer,
+            np.full(13, 0.1), 0)
         assert status == 0
         results.append(model.parameters.copy())
     for other in results[1:]:
@@ -280,12 +281,13 @@ def test_batch_split_over_threads_trains_alike(dtype, rtol, loss, activation, sh
     results = []
     for n_threads in (1, 3):
         model = build(activation, loss, [8, 6], dtype=dtype, seed=2)
-        model._use_optimizer(fb.SGD(lr=0.1, momentum=0.9))
+        model._use_optimizer(fb.SGD(lr=0.1, momentum=0.9, weight_decay=1e-3))
         model._plan.ensure_capacity(16)
         Xc, Y, labels = model._check_Xy(X, y)
         with threads.blas_threads(1):
             status, loss_sum, n_batches = _native.core.train_epoch(
-                model._plan, Xc, Y, labels, order, 16, 0.1, 0.9, False, 1e-3, n_threads)
+                model._plan, Xc, Y, labels, order, 16, model.optimizer, np.full(3, 0.1), 0,
+                n_threads)
         assert status == 0 and n_batches == 3
         results.append((loss_sum, model.parameters.copy()))
     assert results[1][0] == pytest.approx(results[0][0], rel=rtol)

@@ -1,0 +1,86 @@
+"""The update rules of fastbp's optimizers written plainly in NumPy: the oracle the compiled
+rules are tested against (and a readable statement of each rule).
+
+Every function works on flat float64 buffers laid out as fastbp's (weights first, then
+biases; decay applies to the first ``n_weights`` entries only) and returns new arrays.
+"""
+import numpy as np
+
+
+def transform_gradient(grads, params, n_weights, clip_norm=None, clip_value=None, l1=0.0):
+    """Clip by global norm (torch's clip_grad_norm_), by value, then add L1's sign term."""
+    g = np.array(grads, dtype=np.float64)
+    if clip_norm:
+        factor = clip_norm / (np.sqrt(np.sum(g * g)) + 1e-6)
+        if factor < 1:
+            g *= factor
+    if clip_value:
+        g = np.clip(g, -clip_value, clip_value)
+    g[:n_weights] += l1 * np.sign(params[:n_weights])
+    return g
+
+
+def _decayed(g, p, n_weights, weight_decay):
+    g = g.copy()
+    g[:n_weights] += weight_decay * p[:n_weights]
+    return g
+
+
+def sgd(p, g, state, n_weights, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    g = _decayed(g, p, n_weights, weight_decay)
+    if momentum == 0:
+        return p - lr * g, state
+    v = momentum * state + g
+    return p - lr * (g + momentum * v if nesterov else v), v
+
+
+def adam(p, g, state, n_weights, lr, step, beta1=0.9, beta2=0.999, eps=1e-8,
+         weight_decay=0.0, decoupled=False):
+    """Adam (decoupled=False, L2 in the gradient) or AdamW (decoupled shrink of the weights);
+    ``state`` is m then v, ``step`` the 1-based update number."""
+    m, v = np.split(state, 2)
+    if decoupled:
+        p = p.copy()
+        p[:n_weights] *= 1 - lr * weight_decay
+    else:
+        g = _decayed(g, p, n_weights, weight_decay)
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    m_hat = m / (1 - beta1 ** step)
+    v_hat = v / (1 - beta2 ** step)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps), np.concatenate([m, v])
+
+
+def rmsprop(p, g, state, n_weights, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
+    """``state`` is the mean square, then the momentum buffer when momentum > 0."""
+    g = _decayed(g, p, n_weights, weight_decay)
+    n = p.shape[0]
+    square = alpha * state[:n] + (1 - alpha) * g * g
+    direction = g / (np.sqrt(square) + eps)
+    if momentum == 0:
+        return p - lr * direction, square
+    buffer = momentum * state[n:] + direction
+    return p - lr * buffer, np.concatenate([square, buffer])
+
+
+def adagrad(p, g, state, n_weights, lr, eps=1e-10, weight_decay=0.0):
+    g = _decayed(g, p, n_weights, weight_decay)
+    total = state + g * g
+    return p - lr * g / (np.sqrt(total) + eps), total
+
+
+def step(optimizer, p, g, state, n_weights, lr, step_number):
+    """One update of a fastbp optimizer's rule at rate ``lr`` (update ``step_number``)."""
+    o = optimizer
+    g = transform_gradient(g, p, n_weights, o.clip_norm, o.clip_value, o.l1)
+    kind = type(o).__name__
+    if kind == "SGD":
+        return sgd(p, g, state, n_weights, lr, o.momentum, o.nesterov, o.weight_decay)
+    if kind in ("Adam", "AdamW"):
+        return adam(p, g, state, n_weights, lr, step_number, o.beta1, o.beta2, o.eps,
+                    o.weight_decay, decoupled=kind == "AdamW")
+    if kind == "RMSprop":
+        return rmsprop(p, g, state, n_weights, lr, o.alpha, o.eps, o.momentum, o.weight_decay)
+    if kind == "Adagrad":
+        return adagrad(p, g, state, n_weights, lr, o.eps, o.weight_decay)
+    raise ValueError(f"no NumPy rule for {kind}")

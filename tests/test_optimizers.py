@@ -1,0 +1,261 @@
+"""The optimizers: every compiled rule against its NumPy statement (benchmarks/
+numpy_optimizers.py) and against torch.optim, the refusal of non-finite steps, and their use
+through a model (state, step count, persistence)."""
+import zlib
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import _native
+from fastbp.datasets import make_classification
+from fastbp.benchmarks import numpy_optimizers as rules
+
+N_PARAMS, N_WEIGHTS = 13, 9  # weights are the prefix [0, 9), biases the rest
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=2e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-13)}
+
+OPTIMIZERS = {
+    "sgd": lambda: fb.SGD(lr=0.1),
+    "sgd-wd": lambda: fb.SGD(lr=0.1, weight_decay=0.1),
+    "momentum": lambda: fb.SGD(lr=0.1, momentum=0.9, weight_decay=0.05),
+    "nesterov": lambda: fb.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.05),
+    "sgd-l1-clip": lambda: fb.SGD(lr=0.1, momentum=0.5, l1=0.01, clip_norm=1.5, clip_value=0.4),
+    "adam": lambda: fb.Adam(lr=0.01),
+    "adam-wd": lambda: fb.Adam(lr=0.01, weight_decay=0.1, beta1=0.8, beta2=0.95, eps=1e-6),
+    "adam-clip": lambda: fb.Adam(lr=0.01, clip_norm=0.7),
+    "adamw": lambda: fb.AdamW(lr=0.01),
+    "adamw-l1": lambda: fb.AdamW(lr=0.02, weight_decay=0.3, l1=0.02, clip_value=0.5),
+    "rmsprop": lambda: fb.RMSprop(lr=0.01),
+    "rmsprop-momentum": lambda: fb.RMSprop(lr=0.01, momentum=0.9, alpha=0.9, weight_decay=0.1),
+    "adagrad": lambda: fb.Adagrad(lr=0.1),
+    "adagrad-init": lambda: fb.Adagrad(lr=0.1, initial_accumulator_value=0.2, eps=1e-6,
+                                       weight_decay=0.1, clip_norm=2.0),
+}
+
+
+@pytest.fixture(params=_native.available())
+def core(request):
+    return _native.load(request.param)
+
+
+def rng_for(*key):
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def twin_step(core, optimizer, params, grads, state, lr, step):
+    return core._twin_update(optimizer, params, grads.copy(), state, N_WEIGHTS, lr, step)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_rule_matches_numpy(core, name, dtype):
+    """Five updates (varying rates) through the compiled rule equal the NumPy rule."""
+    optimizer = OPTIMIZERS[name]()
+    rng = rng_for(name, dtype)
+    params = rng.standard_normal(N_PARAMS).astype(dtype)
+    state = optimizer.initial_state(N_PARAMS, dtype)
+    p, s = params.astype(np.float64), state.astype(np.float64)
+    for step in range(1, 6):
+        grads = rng.standard_normal(N_PARAMS).astype(dtype)
+        lr = optimizer.lr / step
+        assert twin_step(core, optimizer, params, grads, state, lr, step) == 0
+        p, s = rules.step(optimizer, p, grads.astype(np.float64), s, N_WEIGHTS,
+                          float(dtype(lr)), step)
+        np.testing.assert_allclose(params, p, **TOL[dtype])
+        np.testing.assert_allclose(state, s, **TOL[dtype])
+
+
+@pytest.mark.parametrize("name", ["sgd-wd", "momentum", "adam-wd", "adamw", "rmsprop-momentum",
+                                  "adagrad-init"])
+def test_decay_spares_biases(core, name):
+    """With zero gradients only decay moves parameters, and only the weights."""
+    optimizer = OPTIMIZERS[name]()
+    params = np.ones(N_PARAMS)
+    state = optimizer.initial_state(N_PARAMS, np.float64)
+    twin_step(core, optimizer, params, np.zeros(N_PARAMS), state, optimizer.lr, 1)
+    assert np.all(params[:N_WEIGHTS] < 1)
+    np.testing.assert_array_equal(params[N_WEIGHTS:], 1.0)
+
+
+def test_clipping_by_norm_and_value(core):
+    """clip_norm rescales the whole gradient; clip_value clamps each entry afterwards."""
+    g = np.zeros(N_PARAMS)
+    g[0], g[N_WEIGHTS] = 3.0, 4.0  # global norm 5
+    params = np.zeros(N_PARAMS)
+    twin_step(core, fb.SGD(lr=1.0, clip_norm=1.0), params, g, np.zeros(0), 1.0, 1)
+    np.testing.assert_allclose(params[[0, N_WEIGHTS]], [-0.6, -0.8], rtol=1e-6)
+    params[...] = 0
+    twin_step(core, fb.SGD(lr=1.0, clip_norm=10.0, clip_value=3.5), params, g, np.zeros(0), 1.0, 1)
+    np.testing.assert_array_equal(params[[0, N_WEIGHTS]], [-3.0, -3.5])
+
+
+# ---------------------------------------------------------------- non-finite steps
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("where", [2, N_PARAMS - 1], ids=["weight", "bias"])
+def test_overflowing_step_is_refused_untouched(core, name, dtype, where):
+    optimizer = OPTIMIZERS[name]()
+    big = np.finfo(dtype).max
+    params = np.full(N_PARAMS, 0.75 * big, dtype)
+    params[where] = -0.75 * big
+    grads = np.full(N_PARAMS, -1e3, dtype)  # every step points outward, and even a clipped
+    grads[where] = 1e3                        # or normalised one times lr = max overflows
+    state = optimizer.initial_state(N_PARAMS, dtype)
+    state[...] = 0.5
+    before = params.copy(), state.copy()
+    assert twin_step(core, optimizer, params, grads, state, float(big), 1) == 1
+    np.testing.assert_array_equal(params, before[0])
+    np.testing.assert_array_equal(state, before[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_gradient_is_refused(core, name, dtype, bad):
+    optimizer = OPTIMIZERS[name]()
+    params = np.ones(N_PARAMS, dtype)
+    grads = np.zeros(N_PARAMS, dtype)
+    grads[N_WEIGHTS] = bad
+    state = optimizer.initial_state(N_PARAMS, dtype)
+    assert twin_step(core, optimizer, params, grads, state, optimizer.lr, 1) == 1
+    np.testing.assert_array_equal(params, 1)
+
+
+# Not the adaptive rules with L2 in the gradient: their squared, decayed gradient does
+# overflow there, and refusing that step is right.
+@pytest.mark.parametrize("name", [name for name in OPTIMIZERS
+                                  if name not in ("adam-wd", "rmsprop-momentum", "adagrad-init")])
+def test_step_near_overflow_that_stays_finite_is_applied(core, name):
+    """Parameters close to the float32 limit make the cheap bound inconclusive; the exact
+    check then lets a finite step through, and it equals the NumPy rule."""
+    optimizer = OPTIMIZERS[name]()
+    rng = rng_for("near", name)
+    params = (rng.standard_normal(N_PARAMS) * 1e37).astype(np.float32)
+    grads = rng.standard_normal(N_PARAMS).astype(np.float32)
+    state = optimizer.initial_state(N_PARAMS, np.float32)
+    expected, _ = rules.step(optimizer, params.astype(np.float64), grads.astype(np.float64),
+                             state.astype(np.float64), N_WEIGHTS, 1e-3, 1)
+    assert twin_step(core, optimizer, params, grads, state, 1e-3, 1) == 0
+    np.testing.assert_allclose(params, expected, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- against torch.optim
+
+def torch_pair(optimizer, p):
+    """torch.optim's optimizer with fastbp's settings over (weights, biases) parameter groups
+    (decay on weights only)."""
+    torch = pytest.importorskip("torch")
+    weights = torch.tensor(p[:N_WEIGHTS], requires_grad=True)
+    biases = torch.tensor(p[N_WEIGHTS:], requires_grad=True)
+    o = optimizer
+    groups = [{"params": [weights], "weight_decay": o.weight_decay},
+              {"params": [biases], "weight_decay": 0.0}]
+    kind = type(o).__name__
+    if kind == "SGD":
+        made = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
+    elif kind in ("Adam", "AdamW"):
+        made = getattr(torch.optim, kind)(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    elif kind == "RMSprop":
+        made = torch.optim.RMSprop(groups, lr=o.lr, alpha=o.alpha, eps=o.eps,
+                                   momentum=o.momentum)
+    else:
+        made = torch.optim.Adagrad(groups, lr=o.lr, eps=o.eps,
+                                   initial_accumulator_value=o.initial_accumulator_value)
+    return torch, made, weights, biases
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_rule_matches_torch_optim(core, name):
+    """Six float64 updates equal torch.optim's, with torch's clipping utilities and L1 added
+    to the weights' gradient by hand."""
+    optimizer = OPTIMIZERS[name]()
+    rng = rng_for("torch", name)
+    params = rng.standard_normal(N_PARAMS)
+    torch, theirs, weights, biases = torch_pair(optimizer, params)
+    state = optimizer.initial_state(N_PARAMS, np.float64)
+    for step in range(1, 7):
+        grads = rng.standard_normal(N_PARAMS) * 2
+        assert twin_step(core, optimizer, params, grads, state, optimizer.lr, step) == 0
+        weights.grad = torch.tensor(grads[:N_WEIGHTS])
+        biases.grad = torch.tensor(grads[N_WEIGHTS:])
+        if optimizer.clip_norm:
+            torch.nn.utils.clip_grad_norm_([weights, biases], optimizer.clip_norm)
+        if optimizer.clip_value:
+            torch.nn.utils.clip_grad_value_([weights, biases], optimizer.clip_value)
+        weights.grad += optimizer.l1 * torch.sign(weights.detach())
+        theirs.step()
+        ours = np.concatenate([weights.detach().numpy(), biases.detach().numpy()])
+        np.testing.assert_allclose(params, ours, rtol=1e-10, atol=1e-13)
+
+
+# ---------------------------------------------------------------- through a model
+
+def classification(n=45, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 7)), rng.integers(0, 3, size=n)
+
+
+def small_model(dtype="float64", seed=1):
+    return fb.Sequential([fb.Dense(7, 5, "tanh"), fb.Dense(5, 3)], loss="cross_entropy",
+                         dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_train_steps_follow_gradients_and_the_numpy_rule(name):
+    """Model.train_step = model.gradients (checked against finite differences elsewhere)
+    followed by the NumPy rule, with state and step count carried between calls."""
+    model, reference = small_model(), small_model()
+    optimizer = OPTIMIZERS[name]()
+    X, y = classification()
+    p = reference.parameters.copy()
+    state = optimizer.initial_state(p.size, np.float64)
+    for step, rows in enumerate((slice(0, 16), slice(16, 32), slice(32, 45)), start=1):
+        reference.parameters[...] = p
+        _, grads = reference.gradients(X[rows], y[rows])
+        flat = np.concatenate([dW.ravel() for dW, _ in grads] + [db for _, db in grads])
+        p, state = rules.step(optimizer, p, flat, state, reference._plan.n_weights,
+                              optimizer.lr, step)
+        model.train_step(X[rows], y[rows], optimizer=optimizer)
+        np.testing.assert_allclose(model.parameters, p, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(model._plan.state, state, rtol=1e-10, atol=1e-13)
+    assert model._plan.steps == 3
+
+
+@pytest.mark.parametrize("name", ["adam-wd", "adamw-l1", "rmsprop-momentum", "adagrad-init",
+                                  "sgd-l1-clip"])
+def test_fit_epoch_equals_train_steps_in_its_order(name):
+    X, y = classification(37)
+    stepped, fitted = small_model(), small_model()
+    opt_a, opt_b = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    fitted._rng = np.random.default_rng(9)
+    expected_order = np.random.default_rng(9).permutation(37)
+    for start in range(0, 37, 8):
+        rows = expected_order[start:start + 8]
+        stepped.train_step(X[rows], y[rows], optimizer=opt_a)
+    fitted.fit(X, y, epochs=1, batch_size=8, optimizer=opt_b, threads=1)
+    np.testing.assert_allclose(fitted.parameters, stepped.parameters, rtol=1e-10, atol=1e-13)
+    assert fitted._plan.steps == stepped._plan.steps == 5
+
+
+def test_new_optimizer_instance_starts_fresh_state():
+    X, y = classification()
+    model = small_model()
+    first = fb.Adam(lr=0.01)
+    model.fit(X, y, epochs=1, batch_size=16, optimizer=first, threads=1)
+    assert model._plan.steps == 3 and np.any(model._plan.state != 0)
+    model.fit(X, y, epochs=1, batch_size=16, optimizer=fb.Adam(lr=0.01), threads=1)
+    assert model._plan.steps == 3
+    model.fit(X, y, epochs=1, batch_size=16, threads=1)  # None continues the last one
+    assert model._plan.steps == 6
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw-l1", "rmsprop-momentum", "adagrad-init"])
+def test_optimizers_train_a_network(name):
+    """Each optimizer lowers the loss of a small classification problem."""
+    X, y = make_classification(300, 10, 3, seed=2)
+    model = fb.mlp([10, 16, 3], loss="cross_entropy", seed=0)
+    before = model.evaluate(X, y)["loss"]
+    model.fit(X, y, epochs=15, batch_size=32, optimizer=OPTIMIZERS[name](), threads=1)
+    assert model.evaluate(X, y)["loss"] < 0.7 * before
