@@ -329,8 +329,11 @@ cdef double _batch_gradients_parallel(Net *net, const floating *P, floating *G, 
 def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] labels, const Py_ssize_t[::1] order,
                 Py_ssize_t batch_size, optimizer, const double[::1] rates,
-                long long first_step, int n_threads=1):
-    """Run every mini-batch of one pass over ``order`` (rows of X; empty = rows in order).
+                long long first_step, Py_ssize_t row0=0, Py_ssize_t row1=-1,
+                int n_threads=1):
+    """Run the mini-batches of rows row0:row1 (row1 = -1: to the end) of one pass over
+    ``order`` (rows of X; empty = rows in order), in batches starting at row0: a whole epoch
+    in one call, or in chunks whose bounds are multiples of batch_size.
 
     ``optimizer`` is a fastbp optimizer (its settings are read once); batch k uses learning
     rate ``rates[k]`` and is update number ``first_step + k + 1`` (Adam's bias correction).
@@ -345,7 +348,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef floating[::1] P = plan.params, G = plan.grads, S = plan.state
     cdef floating[::1] ws = plan.workspace
     cdef Py_ssize_t n_rows = order.shape[0] if order.shape[0] > 0 else X.shape[0]
-    cdef Py_ssize_t start, B, r, n_batches = 0
+    cdef Py_ssize_t start, end, B, r, n_batches = 0
     cdef Py_ssize_t n_state = S.shape[0]
     cdef const Py_ssize_t *idx
     cdef const Py_ssize_t *order_p = _iptr(order)
@@ -358,29 +361,31 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     try:
         if G.shape[0] != P.shape[0]:
             raise ValueError("plan buffers have inconsistent lengths")
-        if n_rows == 0:
-            raise ValueError("no rows to train on")
+        end = n_rows if row1 < 0 else row1
+        if not 0 <= row0 < end <= n_rows:
+            raise ValueError("rows %d:%d are not a non-empty range of the %d rows"
+                             % (row0, end, n_rows))
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if rates.shape[0] < (n_rows + batch_size - 1) // batch_size:
+        if rates.shape[0] < (end - row0 + batch_size - 1) // batch_size:
             raise ValueError("rates must hold one learning rate per batch (%d), not %d"
-                             % ((n_rows + batch_size - 1) // batch_size, rates.shape[0]))
+                             % ((end - row0 + batch_size - 1) // batch_size, rates.shape[0]))
         if first_step < 0:
             raise ValueError("first_step must be >= 0")
         if n_threads < 1:
             raise ValueError("n_threads must be >= 1")
         _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
-                          labels.shape[0], min(batch_size, n_rows))
+                          labels.shape[0], min(batch_size, end - row0))
         if order.shape[0] > 0:
-            for r in range(n_rows):
+            for r in range(row0, end):
                 if order[r] < 0 or order[r] >= X.shape[0]:
                     raise ValueError("order holds row %d, X has %d rows" % (order[r], X.shape[0]))
         with nogil:
             measure_bounds(&P[0], &S[0] if n_state > 0 else NULL, P.shape[0], n_slots(&opt),
                            &bounds)
-            start = 0
-            while start < n_rows:
-                B = min(batch_size, n_rows - start)
+            start = row0
+            while start < end:
+                B = min(batch_size, end - start)
                 idx = order_p + start if order_p != NULL else NULL
                 if n_threads > 1 and B >= n_threads:
                     loss = _batch_gradients_parallel(
@@ -389,7 +394,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 else:
                     if idx != NULL:
                         _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
-                        _prefetch_rows(&X[0, 0], idx + B, min(batch_size, n_rows - start - B),
+                        _prefetch_rows(&X[0, 0], idx + B, min(batch_size, end - start - B),
                                        X.shape[1])
                         Xb = &ws[0]
                     else:

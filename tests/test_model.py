@@ -287,7 +287,7 @@ def test_batch_split_over_threads_trains_alike(dtype, rtol, loss, activation, sh
         with threads.blas_threads(1):
             status, loss_sum, n_batches = _native.core.train_epoch(
                 model._plan, Xc, Y, labels, order, 16, model.optimizer, np.full(3, 0.1), 0,
-                n_threads)
+                n_threads=n_threads)
         assert status == 0 and n_batches == 3
         results.append((loss_sum, model.parameters.copy()))
     assert results[1][0] == pytest.approx(results[0][0], rel=rtol)
