@@ -103,21 +103,29 @@ def _class_labels(array, n_classes, name):
     return np.ascontiguousarray(array, dtype=np.intp)
 
 
-def check_positive_int(value, name):
+def check_int(value, name, low):
+    """Return ``value`` as a Python int >= ``low`` (bools and floats are refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
     return int(value)
 
 
-def check_real(value, name, low, low_inclusive=True, high=math.inf):
-    """Return ``value`` as a finite float within [low, high] (or (low, high])."""
+def check_positive_int(value, name):
+    return check_int(value, name, 1)
+
+
+def check_real(value, name, low, low_inclusive=True, high=math.inf, high_inclusive=True):
+    """Return ``value`` as a finite float within [low, high], with either end open if asked."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     too_low = value < low if low_inclusive else value <= low
-    if not math.isfinite(value) or too_low or value > high:
-        bound = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be finite and {bound} {low}, got {value}")
+    too_high = value > high if high_inclusive else value >= high
+    if not math.isfinite(value) or too_low or too_high:
+        bounds = f"{'>=' if low_inclusive else '>'} {low}"
+        if math.isfinite(high):
+            bounds += f" and {'<=' if high_inclusive else '<'} {high}"
+        raise ValueError(f"{name} must be finite and {bounds}, got {value}")
     return value

@@ -4,11 +4,12 @@ Format (version 2), an uncompressed NumPy ``.npz`` archive holding exactly three
 
 ``config``
     A 0-d unicode array: JSON with ``format`` ("fastbp.Sequential"), ``version`` (2),
-    ``layers`` (``in_features``, ``out_features``, ``activation`` each), ``loss``,
-    ``dtype``, ``threads``, ``optimizer`` (``null``, or its ``type`` and settings, the
-    schedule included with its state), ``steps`` and ``epochs`` (updates and fit epochs
-    since the optimizer state was created) and ``rng`` (the state of the model's NumPy
-    generator, so shuffling resumes where it stopped).
+    ``layers`` (``in_features``, ``out_features``, ``activation``, ``init`` and
+    ``bias_init`` each; files written before the last two existed read as "auto" and
+    "zeros"), ``loss``, ``dtype``, ``threads``, ``optimizer`` (``null``, or its ``type`` and
+    settings, the schedule included with its state), ``steps`` and ``epochs`` (updates and
+    fit epochs since the optimizer state was created) and ``rng`` (the state of the model's
+    NumPy generator, so shuffling resumes where it stopped).
 ``parameters``
     The flat parameter buffer (all weights row-major in layer order, then all biases).
 ``optimizer_state``
@@ -44,7 +45,8 @@ def model_config(model):
         "format": FORMAT,
         "version": VERSION,
         "layers": [{"in_features": layer.in_features, "out_features": layer.out_features,
-                    "activation": layer.activation} for layer in model.layers],
+                    "activation": layer.activation, "init": layer.init,
+                    "bias_init": layer.bias_init} for layer in model.layers],
         "loss": model.loss,
         "dtype": model.dtype.name,
         "threads": model.threads,
@@ -109,6 +111,14 @@ def _count(value, key):
     return value
 
 
+def _dense(spec):
+    if not isinstance(spec, dict):
+        raise ValueError(f"layer {spec!r} is not a JSON object")
+    # init and bias_init are optional: files written before they existed mean the defaults.
+    return Dense(spec["in_features"], spec["out_features"], spec["activation"],
+                 spec.get("init", "auto"), spec.get("bias_init", "zeros"))
+
+
 def from_parts(config, parameters, optimizer_state):
     """Rebuild a model from its config dict and arrays, checking that they agree."""
     from .model import Sequential
@@ -118,8 +128,7 @@ def from_parts(config, parameters, optimizer_state):
     if config.get("version") not in (1, VERSION):
         raise ValueError(f"format version {config.get('version')!r}; this fastbp reads "
                          f"version {VERSION}")
-    layers = [Dense(spec["in_features"], spec["out_features"], spec["activation"])
-              for spec in config["layers"]]
+    layers = [_dense(spec) for spec in config["layers"]]
     model = Sequential(layers, loss=config["loss"], dtype=config["dtype"], seed=0,
                        threads=config["threads"])
     plan = model._plan

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 
 from .activations import activation_code, activation_name
 from .data import check_positive_int
+from .initializers import check_bias_init, check_init
 
 
 @dataclass(frozen=True)
@@ -18,23 +19,39 @@ class Dense:
     activation : str or None
         One of ``"identity"`` (or None), ``"sigmoid"``, ``"tanh"``, ``"relu"``,
         ``"leaky_relu"`` (negative slope 0.01).
+    init : str, default "auto"
+        How the model draws ``W`` (Keras's definitions, with ``fan_in = in_features``,
+        ``fan_out = out_features``; see :mod:`fastbp.initializers`): ``"glorot_uniform"``,
+        ``"glorot_normal"``, ``"he_uniform"``, ``"he_normal"``, ``"lecun_uniform"``,
+        ``"lecun_normal"`` (the normal ones truncated at two standard deviations, as Keras),
+        ``"zeros"``, or ``"auto"``: ``he_uniform`` for relu and leaky_relu, ``glorot_uniform``
+        otherwise.
+    bias_init : "zeros" or float, default "zeros"
+        Initial value of every entry of ``b`` (0 is stored as ``"zeros"``).
     """
 
     in_features: int
     out_features: int
     activation: str = "identity"
+    init: str = "auto"
+    bias_init: object = "zeros"
 
     def __post_init__(self):
         object.__setattr__(self, "in_features", check_positive_int(self.in_features, "in_features"))
         object.__setattr__(self, "out_features", check_positive_int(self.out_features, "out_features"))
         object.__setattr__(self, "activation", activation_name(activation_code(self.activation)))
+        object.__setattr__(self, "init", check_init(self.init))
+        object.__setattr__(self, "bias_init", check_bias_init(self.bias_init))
 
     @property
     def activation_code(self):
         return activation_code(self.activation)
 
     def __repr__(self):
-        return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r})"
+        # Initialisers only when not the defaults, so the common repr stays short.
+        extra = "" if self.init == "auto" else f", init={self.init!r}"
+        extra += "" if self.bias_init == "zeros" else f", bias_init={self.bias_init!r}"
+        return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r}{extra})"
 
 
 class BoundDense:
@@ -57,6 +74,8 @@ class BoundDense:
     in_features = property(lambda self: self.spec.in_features)
     out_features = property(lambda self: self.spec.out_features)
     activation = property(lambda self: self.spec.activation)
+    init = property(lambda self: self.spec.init)
+    bias_init = property(lambda self: self.spec.bias_init)
 
     def __repr__(self):
         return repr(self.spec)

@@ -1,9 +1,8 @@
 """Sequential: a stack of Dense layers compiled to one Plan, with training and inference."""
 import numpy as np
 
-from . import io
+from . import initializers, io
 from ._native import core as _core
-from .activations import Activation
 from .data import check_positive_int, check_real, check_targets, check_X
 from .layers import BoundDense, Dense
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
@@ -13,7 +12,6 @@ from .threads import blas_threads, check_threads, resolve
 from .training import raise_for_status, run_epochs
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_RELU_FAMILY = (Activation.RELU, Activation.LEAKY_RELU)
 
 
 def _check_dtype(dtype):
@@ -41,9 +39,9 @@ class Sequential:
     dtype : {"float32", "float64"}, default "float32"
         Precision of parameters and arithmetic; inputs are converted once per call.
     seed : int or None
-        Seeds initialisation (He-uniform for relu-family layers, Glorot-uniform otherwise,
-        zero biases) and shuffling; a fixed seed makes training bitwise repeatable at a fixed
-        BLAS thread count.
+        Seeds initialisation (each layer's ``init`` and ``bias_init``, see :class:`Dense`)
+        and shuffling; a fixed seed makes training bitwise repeatable at a fixed BLAS thread
+        count.
     threads : "auto", int or None, default "auto"
         BLAS threads for ``fit``, ``predict`` and ``evaluate`` (each can override it):
         "auto" uses one thread when the network's GEMMs are too small to gain from more and
@@ -155,13 +153,8 @@ class Sequential:
 
     def _initialise(self):
         for layer in self.layers:
-            fan_in, fan_out = layer.weight.shape
-            if layer.spec.activation_code in _RELU_FAMILY:
-                bound = np.sqrt(6.0 / fan_in)
-            else:
-                bound = np.sqrt(6.0 / (fan_in + fan_out))
-            layer.weight[...] = self._rng.uniform(-bound, bound, size=(fan_in, fan_out))
-            layer.bias[...] = 0
+            layer.weight[...] = initializers.layer_weight(layer.spec, self._rng)
+            layer.bias[...] = initializers.layer_bias(layer.spec, self._rng)
 
     # ------------------------------------------------------------------ inputs
     def _check_X(self, X):
