@@ -9,7 +9,9 @@ from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
 from .plan import Plan
 from .threads import blas_threads, check_threads, resolve
-from .training import raise_for_status, run_epochs
+from .callbacks import check_callbacks
+from .training import Trainer, raise_for_status
+from .validation import split_validation
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -74,6 +76,7 @@ class Sequential:
         self._plan = Plan(specs, self._loss, _check_dtype(dtype))
         self._rng = np.random.default_rng(seed)
         self._optimizer = None
+        self.stop_training = False   # a callback sets it to end fit after the current epoch
         self.threads = check_threads(threads)
         self._initialise()
 
@@ -221,11 +224,15 @@ class Sequential:
             the target's side of 0.5 (``binary_cross_entropy``).
         """
         X, Y, labels = self._check_Xy(X, y)
-        logits = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         rows = self._plan.predict_rows(X.shape[0])
-        self._plan.ensure_capacity(rows)
         with self._blas_threads(threads, rows):
-            result = {"loss": float(_core.evaluate(self._plan, X, Y, labels, logits))}
+            return self._evaluate_checked(X, Y, labels)
+
+    def _evaluate_checked(self, X, Y, labels):
+        """evaluate() on inputs already checked, at the current BLAS setting."""
+        logits = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        self._plan.ensure_capacity(self._plan.predict_rows(X.shape[0]))
+        result = {"loss": float(_core.evaluate(self._plan, X, Y, labels, logits))}
         if self._loss == Loss.CROSS_ENTROPY:
             result["accuracy"] = float(np.mean(np.argmax(logits, axis=1) == labels))
         elif self._loss in CLASSIFICATION:
@@ -282,7 +289,8 @@ class Sequential:
         return loss_sum / X.shape[0]
 
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, verbose=0,
-            threads=None):
+            threads=None, validation_data=None, validation_split=0.0, callbacks=None,
+            max_time=None):
         """Train by mini-batch backpropagation.
 
         Parameters
@@ -299,30 +307,68 @@ class Sequential:
         shuffle : bool, default True
             Draw a new row order each epoch from the model's seeded generator.
         verbose : int, default 0
-            1 prints one line per epoch.
+            0 is silent; 1 shows a progress bar per epoch (tqdm, if installed and writing
+            to a terminal) or prints one line per epoch.
         threads : "auto", int or None
             BLAS threads for this call; None uses the model's ``threads`` setting.
+        validation_data : (X_val, y_val), optional
+            Evaluated after every epoch (``val_loss``, and ``val_accuracy`` for
+            classification losses).
+        validation_split : float, default 0.0
+            Instead of validation_data: hold out this fraction of (X, y), drawn with the
+            model's seeded generator, stratified by class for ``cross_entropy``.
+        callbacks : sequence of fastbp.callbacks.Callback, optional
+            See :mod:`fastbp.callbacks` (early stopping, checkpoints, CSV logs, ...).
+        max_time : float, optional
+            Wall-clock budget in seconds; training stops at the first chunk boundary
+            (a fraction of a second) after it runs out.
 
         Returns
         -------
         History
-            Per-epoch loss and time.
+            Per-epoch figures and why training stopped. Ctrl-C stops training within a
+            second, keeps the updates done so far (an interrupted epoch is not in the
+            history) and returns the history after printing one line.
 
         Raises
         ------
         DivergenceError
-            If the loss or parameters become non-finite; the model keeps finite parameters.
+            If the loss or parameters become non-finite; the model keeps finite parameters
+            (unless a TerminateOnNaN callback turns this into a quiet stop).
         """
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
         check_threads(threads)
+        callbacks = check_callbacks(callbacks)
+        if max_time is not None:
+            max_time = check_real(max_time, "max_time", 0.0, low_inclusive=False)
+        validation_split = check_real(validation_split, "validation_split", 0.0, high=1.0)
+        if validation_split == 1.0:
+            raise ValueError("validation_split must be < 1, got 1.0")
+        if validation_split and validation_data is not None:
+            raise ValueError("give validation_data or validation_split, not both")
         X, Y, labels = self._check_Xy(X, y)
+        validation = None
+        if validation_data is not None:
+            validation = self._check_validation_data(validation_data)
+        elif validation_split:
+            X, Y, labels, validation = split_validation(
+                X, Y, labels, validation_split, self._rng, self._loss == Loss.CROSS_ENTROPY)
         optimizer = self._use_optimizer(optimizer)
         batch_size = min(batch_size, X.shape[0])
         self._plan.ensure_capacity(batch_size)
+        trainer = Trainer(self, X, Y, labels, batch_size, optimizer, bool(shuffle), verbose,
+                          validation, callbacks, max_time)
         with self._blas_threads(threads, batch_size):
-            return run_epochs(self._plan, X, Y, labels, epochs, batch_size, optimizer,
-                              bool(shuffle), self._rng, verbose)
+            return trainer.run(epochs)
+
+    def _check_validation_data(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        X = check_X(validation_data[0], self.n_features, self.dtype, name="validation_data[0]")
+        Y, labels = check_targets(validation_data[1], X.shape[0], self.n_outputs, self._loss,
+                                  self.dtype, name="validation_data[1]")
+        return X, Y, labels
 
 
 def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="float32", seed=None,

@@ -109,9 +109,9 @@ class Optimizer:
             return np.full(n_steps, self.lr)
         steps = np.arange(first_step, first_step + n_steps, dtype=np.int64)
         rates = np.asarray(self.schedule.rates(self.lr, epoch, steps), dtype=np.float64)
-        if rates.shape != (n_steps,) or not (np.all(np.isfinite(rates)) and np.all(rates > 0)):
+        if rates.shape != (n_steps,) or not (np.all(np.isfinite(rates)) and np.all(rates >= 0)):
             raise ValueError(f"schedule {self.schedule!r} gave learning rates that are not "
-                             f"all finite and > 0: {rates[:5]}...")
+                             f"all finite and >= 0: {rates[:5]}...")
         return rates
 
     def to_config(self):

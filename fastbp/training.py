@@ -1,13 +1,25 @@
-"""The epoch loop: Python between epochs, one compiled call per epoch."""
+"""The fit loop: Python between chunks of batches, one compiled call per chunk.
+
+A chunk is as many whole batches as take about ``CHUNK_SECONDS`` (measured as training goes),
+so a progress bar moves, Ctrl-C is noticed and ``max_time`` is honoured within a fraction of a
+second, while the compiled loop still runs thousands of batches per call on small networks.
+"""
+import math
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 
 from ._native import core as _core
+from .progress import Progress
 
 _STATUS_NONFINITE_LOSS = _core.CODES["STATUS_NONFINITE_LOSS"]
 _STATUS_NONFINITE_PARAMS = _core.CODES["STATUS_NONFINITE_PARAMS"]
+
+#: Target wall time of one compiled call; Ctrl-C is noticed at the next chunk boundary.
+CHUNK_SECONDS = 0.2
 
 
 class DivergenceError(FloatingPointError):
@@ -15,30 +27,59 @@ class DivergenceError(FloatingPointError):
 
 
 class History:
-    """What ``fit`` returns: one entry per completed epoch.
+    """What ``fit`` returns: the figures of each completed epoch.
 
     Attributes
     ----------
-    loss : list of float
-        Mean training loss of each epoch (data loss, without the weight-decay penalty).
-    epoch_time : list of float
-        Wall-clock seconds of each epoch.
+    history : dict of str to list
+        One list per figure, one entry per completed epoch: ``loss`` (mean training loss,
+        without decay penalties), ``val_loss`` and ``val_accuracy`` (with validation data;
+        accuracy for classification losses), ``lr`` (learning rate of the epoch's last
+        step), ``epoch_time`` (seconds) and ``samples_per_second``. Every key is also an
+        attribute: ``history.loss``.
+    epochs : int
+        Completed epochs.
+    stop_reason : str
+        Why training ended: "completed", "early_stopping" (a callback set
+        ``model.stop_training``), "interrupted" (Ctrl-C), "max_time" or "nan"
+        (:class:`fastbp.callbacks.TerminateOnNaN`).
     """
 
     def __init__(self):
-        self.loss = []
-        self.epoch_time = []
+        self.history = {}
+        self.stop_reason = "completed"
+
+    def append(self, logs):
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getattr__(self, name):
+        history = self.__dict__.get("history", {})
+        if name in history:
+            return history[name]
+        raise AttributeError(f"History has no figure {name!r}; it has {sorted(history)}")
 
     @property
     def epochs(self):
-        return len(self.loss)
+        return len(self.history.get("loss", []))
 
     def to_dict(self):
-        return {"loss": list(self.loss), "epoch_time": list(self.epoch_time)}
+        """JSON-able copy: ``{"history": {...}, "epochs": n, "stop_reason": ...}``."""
+        return {"history": {key: list(values) for key, values in self.history.items()},
+                "epochs": self.epochs, "stop_reason": self.stop_reason}
+
+    def plot(self, path=None):
+        """Draw the loss (and accuracy) curves with matplotlib; save to ``path`` if given.
+
+        Returns the matplotlib Figure. Raises ImportError naming the missing package if
+        matplotlib is not installed."""
+        from .plotting import plot_history
+
+        return plot_history(self, path)
 
     def __repr__(self):
-        last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
-        return f"History({self.epochs} epochs{last})"
+        last = f", last loss {self.history['loss'][-1]:.6g}" if self.epochs else ""
+        return f"History({self.epochs} epochs{last}, stop_reason={self.stop_reason!r})"
 
 
 def raise_for_status(status, n_batches, where):
@@ -54,27 +95,124 @@ def raise_for_status(status, n_batches, where):
             "state from before that batch. Lower the learning rate or scale the inputs.")
 
 
-def run_epochs(plan, X, Y, labels, epochs, batch_size, optimizer, shuffle, rng, verbose):
-    """Train for ``epochs`` passes; returns a :class:`History`."""
-    history = History()
-    n_samples = X.shape[0]
-    in_order = np.zeros(0, dtype=np.intp)
-    steps_per_epoch = -(-n_samples // batch_size)
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(n_samples).astype(np.intp, copy=False) if shuffle else in_order
-        rates = optimizer.rates(plan.epochs, plan.steps, steps_per_epoch)
-        started = time.perf_counter()
-        status, loss_sum, n_batches = _core.train_epoch(
-            plan, X, Y, labels, order, batch_size, optimizer, rates, plan.steps)
-        plan.steps += n_batches
-        raise_for_status(status, n_batches, f"epoch {epoch}")
+class _Interrupts:
+    """While active, Ctrl-C sets a flag instead of raising in the middle of bookkeeping
+    (only possible in the main thread; elsewhere KeyboardInterrupt never arrives anyway)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Trainer:
+    """One ``fit`` call: the data, the settings and the loop over epochs and chunks."""
+
+    def __init__(self, model, X, Y, labels, batch_size, optimizer, shuffle, verbose,
+                 validation, callbacks, max_time):
+        self.model, self.plan = model, model._plan
+        self.X, self.Y, self.labels = X, Y, labels
+        self.batch_size, self.optimizer, self.shuffle = batch_size, optimizer, shuffle
+        self.validation, self.callbacks, self.max_time = validation, callbacks, max_time
+        self.progress = Progress(verbose)
+        self.chunk_batches = 1   # grows to about CHUNK_SECONDS per call
+
+    def run(self, epochs):
+        model, history = self.model, History()
+        model.stop_training = False
+        self.deadline = math.inf if self.max_time is None else time.monotonic() + self.max_time
+        for callback in self.callbacks:
+            callback.set_model(model)
+        for callback in self.callbacks:
+            callback.on_train_begin({})
+        try:
+            with _Interrupts() as self.interrupts:
+                for epoch in range(epochs):
+                    logs = self._epoch(epoch, epochs)
+                    if logs is None:
+                        break
+                    history.append(logs)
+                    for callback in self.callbacks:
+                        callback.on_epoch_end(epoch, logs)
+                    if model.stop_training:
+                        history.stop_reason = "early_stopping"
+                        break
+                    if self._stop_requested():
+                        break
+        except DivergenceError as error:
+            if not any(callback.on_divergence(error) for callback in self.callbacks):
+                self._end(history)
+                raise
+            history.stop_reason = "nan"
+        if self.interrupts.requested:
+            history.stop_reason = "interrupted"
+            print(f"fit interrupted by Ctrl-C after {history.epochs} complete epochs and "
+                  f"{self.plan.steps} updates; returning the history so far", file=sys.stderr)
+        elif history.stop_reason == "completed" and time.monotonic() >= self.deadline:
+            history.stop_reason = "max_time"
+        self._end(history)
+        return history
+
+    def _end(self, history):
+        self.progress.close()
+        for callback in self.callbacks:
+            callback.on_train_end(dict(history.history))
+
+    def _stop_requested(self):
+        return self.interrupts.requested or time.monotonic() >= self.deadline
+
+    def _epoch(self, epoch, epochs):
+        """Train one epoch in chunks; its logs, or None if stopped part-way."""
+        plan, optimizer, n = self.plan, self.optimizer, self.X.shape[0]
+        order = (self.model._rng.permutation(n).astype(np.intp, copy=False) if self.shuffle
+                 else np.zeros(0, dtype=np.intp))
+        n_batches = -(-n // self.batch_size)
+        rates = optimizer.rates(plan.epochs, plan.steps, n_batches)
+        self.progress.start_epoch(epoch, epochs, n)
+        started, done, loss_sum, batch = time.perf_counter(), 0, 0.0, 0
+        while done < n:
+            if self._stop_requested():
+                self.progress.close()
+                return None
+            end = min(n, done + self.chunk_batches * self.batch_size)
+            chunk_started = time.perf_counter()
+            status, chunk_loss, chunk_done = _core.train_epoch(
+                plan, self.X, self.Y, self.labels, order, self.batch_size, optimizer,
+                rates[batch:], plan.steps, row0=done, row1=end)
+            plan.steps += chunk_done
+            raise_for_status(status, batch + chunk_done, f"epoch {epoch + 1}")
+            self._adapt_chunk(time.perf_counter() - chunk_started, n_batches)
+            batch += chunk_done
+            loss_sum += chunk_loss
+            done = end
+            self.progress.update(done, loss_sum / done)
         elapsed = time.perf_counter() - started
         plan.epochs += 1
-        history.loss.append(loss_sum / n_samples)
+        logs = {"loss": loss_sum / n}
+        if self.validation is not None:
+            logs.update({"val_" + key: value
+                         for key, value in self.model._evaluate_checked(*self.validation).items()})
+        logs.update(lr=float(rates[-1]), epoch_time=elapsed,
+                    samples_per_second=n / max(elapsed, 1e-12))
         if optimizer.schedule is not None:
-            optimizer.schedule.end_epoch(history.loss[-1])
-        history.epoch_time.append(elapsed)
-        if verbose:
-            print(f"epoch {epoch}/{epochs}  loss {history.loss[-1]:.4f}  {elapsed:.3f} s  "
-                  f"({n_samples / max(elapsed, 1e-12):,.0f} samples/s)", file=sys.stdout, flush=True)
-    return history
+            optimizer.schedule.end_epoch(logs.get("val_loss", logs["loss"]))
+        self.progress.end_epoch(logs)
+        return logs
+
+    def _adapt_chunk(self, seconds, n_batches):
+        # Aim the next call at CHUNK_SECONDS, growing at most 8x at a time (timings of
+        # the first tiny calls are noisy), and never past a whole epoch.
+        per_batch = max(seconds, 1e-7) / self.chunk_batches
+        target = min(CHUNK_SECONDS / per_batch, 8 * self.chunk_batches, n_batches)
+        self.chunk_batches = max(1, int(target))

@@ -1,0 +1,351 @@
+"""fit's orchestration: chunked compiled calls, validation, callbacks, schedules, history,
+progress output, Ctrl-C and the wall-clock budget."""
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import callbacks as cb
+from fastbp import schedules, training
+from fastbp.datasets import make_classification
+from fastbp.validation import split_validation
+
+FIT = dict(batch_size=16, threads=1)
+
+
+def problem(n=240, seed=0):
+    X, y = make_classification(n, 9, 3, seed=seed)
+    return X, y
+
+
+def model(seed=0, dtype="float64"):
+    return fb.mlp([9, 12, 3], activation="tanh", loss="cross_entropy", seed=seed, dtype=dtype)
+
+
+class Recorder(cb.Callback):
+    """Records every hook call and the parameters after each epoch."""
+
+    def __init__(self):
+        self.calls, self.params = [], []
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.calls.append("set_model")
+
+    def on_train_begin(self, logs):
+        self.calls.append("begin")
+
+    def on_epoch_end(self, epoch, logs):
+        self.calls.append(("epoch", epoch, sorted(logs)))
+        self.params.append(self.model.parameters.copy())
+
+    def on_train_end(self, logs):
+        self.calls.append("end")
+
+
+# ---------------------------------------------------------------- chunks
+
+def test_chunked_calls_train_exactly_like_whole_epochs(monkeypatch):
+    """One batch per compiled call (chunks forced tiny) gives bitwise the same model as
+    whole-epoch calls: chunk bounds fall on batch bounds and the rate/step counts carry."""
+    X, y = problem()
+    results = []
+    for seconds in (1e-12, 1e9):
+        monkeypatch.setattr(training, "CHUNK_SECONDS", seconds)
+        m = model()
+        history = m.fit(X, y, epochs=3, optimizer=fb.Adam(
+            lr=0.01, schedule=schedules.CosineDecay(20, per="step")), **FIT)
+        results.append((m.parameters.copy(), history.loss, m._plan.steps))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-14)  # summed per chunk
+    assert results[0][2] == results[1][2] == 45
+
+
+# ---------------------------------------------------------------- validation
+
+def test_validation_data_is_evaluated_after_every_epoch():
+    X, y = problem()
+    Xv, yv = problem(60, seed=1)
+    m = model()
+    recorder = Recorder()
+    history = m.fit(X, y, epochs=3, validation_data=(Xv, yv), callbacks=[recorder], **FIT)
+    assert set(history.history) >= {"loss", "val_loss", "val_accuracy", "lr", "epoch_time",
+                                    "samples_per_second"}
+    assert len(history.val_loss) == 3
+    final = m.evaluate(Xv, yv)
+    assert history.val_loss[-1] == pytest.approx(final["loss"], rel=1e-12)
+    assert history.val_accuracy[-1] == final["accuracy"]
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), [50, 30, 20]).astype(np.intp)
+    X = np.arange(100, dtype=np.float64).reshape(100, 1)
+    parts = [split_validation(X, np.zeros((0, 3)), labels, 0.2, np.random.default_rng(s), True)
+             for s in (5, 5, 6)]
+    Xt, _, lt, (Xv, _, lv) = parts[0]
+    assert np.bincount(lv).tolist() == [10, 6, 4] and np.bincount(lt).tolist() == [40, 24, 16]
+    assert sorted(np.concatenate([Xt[:, 0], Xv[:, 0]])) == list(range(100))
+    np.testing.assert_array_equal(parts[1][3][0], Xv)           # same seed, same split
+    assert not np.array_equal(parts[2][3][0], Xv)                # another seed, another one
+    del rng
+
+
+def test_validation_split_through_fit_reports_val_figures():
+    X, y = problem()
+    history = model().fit(X, y, epochs=2, validation_split=0.25, **FIT)
+    assert len(history.val_loss) == 2 and 0 <= history.val_accuracy[-1] <= 1
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(validation_split=1.0), ValueError, "validation_split must be < 1"),
+    (dict(validation_split=-0.1), ValueError, "validation_split must be finite and >= 0"),
+    (dict(validation_split=0.001), ValueError, "leaves 240 for training and 0 for validation"),
+    (dict(validation_split=0.2, validation_data=(np.zeros((2, 9)), [0, 1])), ValueError,
+     "validation_data or validation_split, not both"),
+    (dict(validation_data=np.zeros((2, 9))), TypeError, "validation_data must be a pair"),
+    (dict(validation_data=(np.zeros((2, 8)), [0, 1])), ValueError,
+     "validation_data\\[0\\] has 8 features"),
+    (dict(validation_data=(np.zeros((2, 9)), [0, 5])), ValueError, "validation_data\\[1\\] holds"),
+    (dict(max_time=0), ValueError, "max_time must be finite and > 0"),
+    (dict(callbacks=[object()]), TypeError, "callbacks\\[0\\] must be a fastbp.callbacks"),
+])
+def test_bad_fit_arguments_are_refused_untouched(kwargs, exc, match):
+    X, y = problem()
+    m = model()
+    before = m.parameters.copy()
+    with pytest.raises(exc, match=match):
+        m.fit(X, y, epochs=1, **kwargs, **FIT)
+    np.testing.assert_array_equal(m.parameters, before)
+
+
+# ---------------------------------------------------------------- callbacks
+
+def test_callback_protocol_order():
+    X, y = problem()
+    recorder = Recorder()
+    model().fit(X, y, epochs=2, callbacks=recorder, **FIT)
+    keys = ["epoch_time", "loss", "lr", "samples_per_second"]
+    assert recorder.calls == ["set_model", "begin", ("epoch", 0, keys), ("epoch", 1, keys), "end"]
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    X, y = problem()
+    Xv, yv = problem(60, seed=1)
+    recorder, stopper = Recorder(), cb.EarlyStopping(patience=2)
+    # A rate this high makes validation loss bounce, so a best epoch is followed by worse ones.
+    history = model().fit(X, y, epochs=60, optimizer=fb.SGD(lr=2.0, momentum=0.9),
+                          validation_data=(Xv, yv), callbacks=[recorder, stopper], **FIT)
+    assert history.stop_reason == "early_stopping" and history.epochs < 60
+    best = int(np.argmin(history.val_loss))
+    assert stopper.best_epoch == best and stopper.stopped_epoch == history.epochs - 1
+    assert history.epochs - 1 - best == 2
+    np.testing.assert_array_equal(stopper.model.parameters, recorder.params[best])
+
+
+def test_early_stopping_names_a_missing_figure():
+    X, y = problem()
+    with pytest.raises(ValueError, match="monitors 'val_loss', which fit does not report"):
+        model().fit(X, y, epochs=1, callbacks=[cb.EarlyStopping()], **FIT)
+
+
+def test_early_stopping_restores_best_weights_when_max_time_ends_training():
+    X, y = problem(2000)
+    stopper, recorder = cb.EarlyStopping(monitor="loss", patience=1000), Recorder()
+    m = model()
+    history = m.fit(X, y, epochs=10**6, max_time=0.5, optimizer=fb.SGD(lr=0.5),
+                    callbacks=[recorder, stopper], **FIT)
+    assert history.stop_reason == "max_time"
+    np.testing.assert_array_equal(m.parameters, recorder.params[stopper.best_epoch])
+
+
+def test_reduce_lr_on_plateau_lowers_the_base_rate():
+    class Stub:
+        optimizer = fb.SGD(lr=1.0)
+
+    reducer = cb.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, cooldown=1,
+                                   min_lr=0.2)
+    reducer.set_model(Stub)
+    reducer.on_train_begin({})
+    rates = []
+    for loss in [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]:
+        reducer.on_epoch_end(0, {"loss": loss})
+        rates.append(Stub.optimizer.lr)
+    # Keras's counting: the epoch that ends a cooldown already counts as a bad one.
+    assert rates == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2, 0.2]
+
+
+def test_model_checkpoint_best_only_and_every_epoch(tmp_path):
+    X, y = problem()
+    Xv, yv = problem(60, seed=1)
+    every = cb.ModelCheckpoint(tmp_path / "m-{epoch:02d}.npz")
+    best = cb.ModelCheckpoint(tmp_path / "best.npz", save_best_only=True)
+    m = model()
+    history = m.fit(X, y, epochs=3, validation_data=(Xv, yv), callbacks=[every, best], **FIT)
+    assert sorted(os.listdir(tmp_path)) == ["best.npz", "m-01.npz", "m-02.npz", "m-03.npz"]
+    np.testing.assert_array_equal(fb.load(tmp_path / "m-03.npz").parameters, m.parameters)
+    best_epoch = int(np.argmin(history.val_loss))
+    assert fb.load(tmp_path / "best.npz").evaluate(Xv, yv)["loss"] == pytest.approx(
+        history.val_loss[best_epoch], rel=1e-12)
+
+
+def test_csv_logger_writes_one_row_per_epoch(tmp_path):
+    X, y = problem()
+    path = tmp_path / "log.csv"
+    model().fit(X, y, epochs=3, callbacks=[cb.CSVLogger(path)], **FIT)
+    model().fit(X, y, epochs=2, callbacks=[cb.CSVLogger(path, append=True)], **FIT)
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows] == ["0", "1", "2", "0", "1"]
+    assert all(float(row["loss"]) > 0 for row in rows)
+
+
+def diverging():
+    """A regression whose huge targets and rate overflow within a few epochs."""
+    X, _ = problem()
+    y = 1e3 * np.random.default_rng(1).normal(size=(X.shape[0], 2))
+    return fb.mlp([9, 12, 2], loss="mse", seed=0), X, y, fb.SGD(lr=1e6, momentum=0.9)
+
+
+def test_terminate_on_nan_stops_quietly_with_finite_parameters(capsys):
+    m, X, y, optimizer = diverging()
+    history = m.fit(X, y, epochs=50, optimizer=optimizer, callbacks=[cb.TerminateOnNaN()],
+                    **FIT)
+    assert history.stop_reason == "nan" and np.all(np.isfinite(m.parameters))
+    assert "TerminateOnNaN" in capsys.readouterr().err
+
+
+def test_divergence_without_terminate_on_nan_raises_after_train_end():
+    m, X, y, optimizer = diverging()
+    recorder = Recorder()
+    with pytest.raises(fb.DivergenceError):
+        m.fit(X, y, epochs=50, optimizer=optimizer, callbacks=[recorder], **FIT)
+    assert recorder.calls[-1] == "end"
+
+
+# ---------------------------------------------------------------- time and interrupts
+
+def test_max_time_stops_within_a_chunk():
+    X, y = problem(4000)
+    started = time.monotonic()
+    history = model().fit(X, y, epochs=10**6, max_time=0.4, **FIT)
+    assert history.stop_reason == "max_time"
+    assert time.monotonic() - started < 0.4 + 1.0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself is POSIX")
+def test_ctrl_c_stops_within_a_second_and_returns_the_history(capsys):
+    X, y = problem(4000)
+    m = model()
+    stopper, recorder = cb.EarlyStopping(monitor="loss", patience=10**6), Recorder()
+    sent, handler = [], signal.getsignal(signal.SIGINT)
+
+    def interrupt():
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(1.0, interrupt)
+    timer.start()
+    history = m.fit(X, y, epochs=10**6, callbacks=[recorder, stopper], **FIT)
+    returned = time.monotonic()
+    timer.join()
+    assert history.stop_reason == "interrupted" and history.epochs >= 1
+    assert returned - sent[0] < 1.0
+    assert "interrupted by Ctrl-C" in capsys.readouterr().err
+    np.testing.assert_array_equal(m.parameters, recorder.params[stopper.best_epoch])
+    assert m.evaluate(X, y)["loss"] < 5  # a usable model
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+# ---------------------------------------------------------------- schedules through fit
+
+def test_fit_applies_the_schedule_rates_step_by_step():
+    """fit with a per-step warm-up + cosine equals train_step calls at the schedule's rates."""
+    X, y = problem(64)
+    schedule = schedules.Warmup(5, then=schedules.CosineDecay(10, per="step"),
+                                start_factor=0.1)
+    fitted = model()
+    fitted._rng = np.random.default_rng(3)
+    history = fitted.fit(X, y, epochs=3, optimizer=fb.SGD(lr=0.3, momentum=0.9,
+                                                           schedule=schedule), **FIT)
+    expected_rates = 0.3 * schedule.factor(np.arange(12))
+    stepped, optimizer, rng = model(), fb.SGD(lr=0.3, momentum=0.9), np.random.default_rng(3)
+    for epoch in range(3):
+        order = rng.permutation(64)
+        for k in range(4):
+            optimizer.lr = expected_rates[4 * epoch + k]
+            rows = order[16 * k:16 * k + 16]
+            stepped.train_step(X[rows], y[rows], optimizer=optimizer)
+    np.testing.assert_allclose(fitted.parameters, stepped.parameters, rtol=1e-9, atol=1e-12)
+    assert history.lr == [expected_rates[3], expected_rates[7], expected_rates[11]]
+
+
+def test_reduce_on_plateau_schedule_watches_validation_loss():
+    X, y = problem()
+    Xv, yv = problem(60, seed=1)
+    schedule = schedules.ReduceOnPlateau(factor=0.5, patience=0)
+    history = model().fit(X, y, epochs=6, optimizer=fb.SGD(lr=2.0, schedule=schedule),
+                          validation_data=(Xv, yv), **FIT)
+    factors = [lr / 2.0 for lr in history.lr]
+    best = np.minimum.accumulate(history.val_loss)
+    expected, factor = [], 1.0
+    for epoch in range(6):
+        expected.append(factor)
+        if epoch == 0 or not history.val_loss[epoch] < best[epoch - 1] * (1 - 1e-4):
+            factor = factor * 0.5 if epoch else factor
+    assert factors == expected
+
+
+def test_save_load_resumes_a_scheduled_adam_run_exactly(tmp_path):
+    X, y = problem()
+    opt = fb.Adam(lr=0.01, schedule=schedules.StepDecay(1, gamma=0.5))
+    straight = model()
+    straight.fit(X, y, epochs=2, optimizer=opt, **FIT)
+    straight.save(tmp_path / "m.npz")
+    resumed = fb.load(tmp_path / "m.npz")
+    assert resumed._plan.steps == 30 and resumed._plan.epochs == 2
+    straight.fit(X, y, epochs=2, **FIT)
+    resumed.fit(X, y, epochs=2, **FIT)
+    np.testing.assert_array_equal(resumed.parameters, straight.parameters)
+
+
+# ---------------------------------------------------------------- output and history
+
+def test_verbose_prints_one_line_per_epoch_when_not_a_terminal(capsys):
+    X, y = problem()
+    model().fit(X, y, epochs=2, verbose=1, validation_split=0.2, **FIT)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "val_loss" in lines[0]
+    model().fit(X, y, epochs=2, verbose=0, **FIT)
+    assert capsys.readouterr().out == ""
+
+
+def test_history_to_dict_is_json_and_attributes_name_figures():
+    X, y = problem()
+    history = model().fit(X, y, epochs=2, **FIT)
+    data = json.loads(json.dumps(history.to_dict()))
+    assert data["epochs"] == 2 and data["stop_reason"] == "completed"
+    assert data["history"]["loss"] == history.loss
+    with pytest.raises(AttributeError, match="History has no figure 'val_loss'"):
+        history.val_loss
+
+
+def test_history_plot(tmp_path, monkeypatch):
+    X, y = problem()
+    history = model().fit(X, y, epochs=2, validation_split=0.2, **FIT)
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    figure = history.plot(tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 0 and len(figure.axes) == 2
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match="History.plot needs matplotlib"):
+        history.plot()
