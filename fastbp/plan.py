@@ -41,6 +41,7 @@ class Plan:
         self.state = np.zeros(0, dtype=self.dtype)
         self.steps = 0    # optimizer updates since the state was created
         self.epochs = 0   # fit epochs completed since then (what per-epoch schedules count)
+        self.chunk_batches = {}  # batch size -> batches per compiled call (see training.py)
         self.workspace = np.zeros(0, dtype=self.dtype)
 
     def weight(self, buffer, layer):

@@ -126,7 +126,9 @@ class Trainer:
         self.batch_size, self.optimizer, self.shuffle = batch_size, optimizer, shuffle
         self.validation, self.callbacks, self.max_time = validation, callbacks, max_time
         self.progress = Progress(verbose)
-        self.chunk_batches = 1   # grows to about CHUNK_SECONDS per call
+        # Batches per compiled call: learnt as training goes and kept on the plan, so the
+        # next fit call at this batch size starts at the right size.
+        self.chunk_batches = self.plan.chunk_batches.get(batch_size, 1)
 
     def run(self, epochs):
         model, history = self.model, History()
@@ -216,3 +218,4 @@ class Trainer:
         per_batch = max(seconds, 1e-7) / self.chunk_batches
         target = min(CHUNK_SECONDS / per_batch, 8 * self.chunk_batches, n_batches)
         self.chunk_batches = max(1, int(target))
+        self.plan.chunk_batches[self.batch_size] = self.chunk_batches
