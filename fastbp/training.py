@@ -13,10 +13,13 @@ import time
 import numpy as np
 
 from ._native import core as _core
+from .activations import Activation
 from .progress import Progress
 
 _STATUS_NONFINITE_LOSS = _core.CODES["STATUS_NONFINITE_LOSS"]
 _STATUS_NONFINITE_PARAMS = _core.CODES["STATUS_NONFINITE_PARAMS"]
+
+_RELU_FAMILY = (Activation.RELU, Activation.LEAKY_RELU)
 
 #: Target wall time of one compiled call; Ctrl-C is noticed at the next chunk boundary.
 CHUNK_SECONDS = 0.2
@@ -35,8 +38,12 @@ class History:
         One list per figure, one entry per completed epoch: ``loss`` (mean training loss,
         without decay penalties), ``val_loss`` and ``val_accuracy`` (with validation data;
         accuracy for classification losses), ``lr`` (learning rate of the epoch's last
-        step), ``epoch_time`` (seconds) and ``samples_per_second``. Every key is also an
-        attribute: ``history.loss``.
+        step), ``epoch_time`` (seconds), ``samples_per_second``, and per layer ``l``,
+        measured on the epoch's last batch inside the compiled loop: ``grad_norm_<l>``
+        (weight gradient norm, before clipping), ``update_ratio_<l>`` (update norm over
+        weight norm) and ``dead_fraction_<l>`` (relu-family hidden layers: units silent on
+        the whole batch) or ``saturated_fraction_<l>`` (sigmoid/tanh hidden layers: outputs
+        within 0.01 of an asymptote). Every key is also an attribute: ``history.loss``.
     epochs : int
         Completed epochs.
     stop_reason : str
@@ -93,6 +100,21 @@ def raise_for_status(status, n_batches, where):
             f"the update of {where}, batch {n_batches + 1} would make parameters NaN or "
             "infinite, so it was not applied; the model keeps its parameters and optimizer "
             "state from before that batch. Lower the learning rate or scale the inputs.")
+
+
+def layer_figures(telemetry, activations):
+    """Per-layer diagnostics of the epoch's last batch, from train_epoch's telemetry rows
+    (gradient norm, weight norm, update norm, unit fraction): ``grad_norm_<l>``,
+    ``update_ratio_<l>`` (||ΔW|| / ||W||) and ``dead_fraction_<l>`` (relu family: units
+    silent on the whole batch) or ``saturated_fraction_<l>`` (sigmoid, tanh)."""
+    figures = {}
+    for layer, ((grad, weight, update, units), act) in enumerate(zip(telemetry, activations)):
+        figures[f"grad_norm_{layer}"] = float(grad)
+        figures[f"update_ratio_{layer}"] = float(update / weight) if weight > 0 else math.nan
+        if not math.isnan(units):
+            kind = "dead" if act in _RELU_FAMILY else "saturated"
+            figures[f"{kind}_fraction_{layer}"] = float(units)
+    return figures
 
 
 class _Interrupts:
@@ -183,6 +205,7 @@ class Trainer:
         rates = optimizer.rates(plan.epochs, plan.steps, n_batches)
         self.progress.start_epoch(epoch, epochs, n)
         started, done, loss_sum, batch = time.perf_counter(), 0, 0.0, 0
+        telemetry = np.full((len(plan.table), 4), np.nan)
         while done < n:
             if self._stop_requested():
                 self.progress.close()
@@ -191,7 +214,7 @@ class Trainer:
             chunk_started = time.perf_counter()
             status, chunk_loss, chunk_done = _core.train_epoch(
                 plan, self.X, self.Y, self.labels, order, self.batch_size, optimizer,
-                rates[batch:], plan.steps, row0=done, row1=end)
+                rates[batch:], plan.steps, row0=done, row1=end, telemetry=telemetry)
             plan.steps += chunk_done
             raise_for_status(status, batch + chunk_done, f"epoch {epoch + 1}")
             self._adapt_chunk(time.perf_counter() - chunk_started, n_batches)
@@ -207,6 +230,7 @@ class Trainer:
                          for key, value in self.model._evaluate_checked(*self.validation).items()})
         logs.update(lr=float(rates[-1]), epoch_time=elapsed,
                     samples_per_second=n / max(elapsed, 1e-12))
+        logs.update(layer_figures(telemetry, plan.table[:, 2]))
         if optimizer.schedule is not None:
             optimizer.schedule.end_epoch(logs.get("val_loss", logs["loss"]))
         self.progress.end_epoch(logs)

@@ -13,7 +13,7 @@
 #    no allocation and no Python; errors become status codes raised once back in Python.
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport isfinite
+from libc.math cimport isfinite, NAN
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -23,8 +23,8 @@ from _activations cimport (bias_act, act_backward, LEAKY_SLOPE, ACT_IDENTITY, AC
                            ACT_TANH, ACT_RELU, ACT_LEAKY_RELU)
 from _losses cimport (loss_backward, output_activation, LOSS_MSE, LOSS_CROSS_ENTROPY,
                       LOSS_BINARY_CROSS_ENTROPY)
-from _optim cimport (OptimizerStep, Bounds, apply_update, measure_bounds, max_magnitude,
-                     n_slots, clip_and_l1, OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP,
+from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_gradients,
+                     update_norm, l2_norm, measure_bounds, max_magnitude, n_slots, OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP,
                      OPT_ADAGRAD)
 
 import numpy as np
@@ -324,13 +324,66 @@ cdef double _batch_gradients_parallel(Net *net, const floating *P, floating *G, 
     return loss / B
 
 
+cdef enum:
+    TEL_GRAD_NORM = 0     # ||dW|| of the batch, before clipping
+    TEL_WEIGHT_NORM = 1   # ||W|| before the update
+    TEL_UPDATE_NORM = 2   # ||ΔW|| of the update
+    TEL_UNITS = 3         # dead (relu family) or saturated (sigmoid, tanh) fraction; NaN else
+    N_TEL = 4
+
+
+cdef double _unit_fraction(const floating *A__bo, Py_ssize_t B, Py_ssize_t O,
+                           int act) noexcept nogil:
+    """Relu family: the fraction of units that output <= 0 for every row of the batch
+    ("dead"). Sigmoid/tanh: the fraction of outputs within 0.01 of an asymptote."""
+    cdef Py_ssize_t i, j, count = 0
+    if act == ACT_RELU or act == ACT_LEAKY_RELU:
+        for j in range(O):
+            for i in range(B):
+                if A__bo[i * O + j] > 0:
+                    break
+            else:
+                count += 1
+        return <double> count / O
+    if act == ACT_SIGMOID:
+        for i in range(B * O):
+            count += A__bo[i] < 0.01 or A__bo[i] > 0.99
+        return <double> count / (B * O)
+    if act == ACT_TANH:
+        for i in range(B * O):
+            count += A__bo[i] < -0.99 or A__bo[i] > 0.99
+        return <double> count / (B * O)
+    return NAN
+
+
+cdef int _step_with_telemetry(Net *net, OptimizerStep *opt, floating *P, floating *G,
+                              floating *S, floating *ws, Py_ssize_t B, Bounds *bounds,
+                              double *tel) noexcept nogil:
+    """apply_update, recording per-layer figures (tel: n_layers x N_TEL) on the way."""
+    cdef Py_ssize_t l, n
+    cdef Layer *L
+    for l in range(net.n_layers):
+        L = &net.layers[l]
+        tel[l * N_TEL + TEL_GRAD_NORM] = l2_norm(G + L.w, L.n_in * L.n_out)
+        tel[l * N_TEL + TEL_UNITS] = (_unit_fraction(ws + L.a, B, L.n_out, L.act)
+                                      if l < net.n_layers - 1 else NAN)
+    if transform_gradients(opt, G, P, net.n_params, net.n_weights):
+        return 1
+    for l in range(net.n_layers):
+        L = &net.layers[l]
+        n = L.n_in * L.n_out
+        tel[l * N_TEL + TEL_WEIGHT_NORM] = l2_norm(P + L.w, n)
+        tel[l * N_TEL + TEL_UPDATE_NORM] = update_norm(opt, P, G, S, net.n_params, L.w, n)
+    return apply_rule(opt, P, G, S, net.n_params, net.n_weights, bounds)
+
+
 # ---------------------------------------------------------------- entry points
 
 def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] labels, const Py_ssize_t[::1] order,
                 Py_ssize_t batch_size, optimizer, const double[::1] rates,
                 long long first_step, Py_ssize_t row0=0, Py_ssize_t row1=-1,
-                int n_threads=1):
+                int n_threads=1, double[:, ::1] telemetry=None):
     """Run the mini-batches of rows row0:row1 (row1 = -1: to the end) of one pass over
     ``order`` (rows of X; empty = rows in order), in batches starting at row0: a whole epoch
     in one call, or in chunks whose bounds are multiples of batch_size.
@@ -340,6 +393,10 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
 
     With n_threads > 1 each batch is split over that many threads (OpenMP), which call BLAS
     concurrently: the caller must have set BLAS to one thread.
+
+    ``telemetry`` (n_layers x 4), if given, receives per layer for the call's last batch:
+    the weight gradient's norm (before clipping), the weights' norm, the update's norm, and
+    the fraction of dead (relu family) or saturated (sigmoid, tanh) units (NaN otherwise).
 
     Returns ``(status, loss_sum, n_batches)``: loss_sum is Σ batch_mean·batch_rows over the
     completed batches. A batch whose loss or update is non-finite is not applied: training
@@ -354,7 +411,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef const Py_ssize_t *order_p = _iptr(order)
     cdef const floating *Xb
     cdef double loss, loss_sum = 0
-    cdef int status = STATUS_OK
+    cdef int status = STATUS_OK, refused
     cdef OptimizerStep opt = _read_optimizer(optimizer, P.shape[0], n_state)
     cdef Bounds bounds
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
@@ -374,6 +431,9 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             raise ValueError("first_step must be >= 0")
         if n_threads < 1:
             raise ValueError("n_threads must be >= 1")
+        if telemetry is not None and (telemetry.shape[0] != net.n_layers
+                                      or telemetry.shape[1] != N_TEL):
+            raise ValueError("telemetry must have shape (%d, %d)" % (net.n_layers, N_TEL))
         _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
                           labels.shape[0], min(batch_size, end - row0))
         if order.shape[0] > 0:
@@ -409,8 +469,14 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                     break
                 opt.lr = rates[n_batches]
                 opt.step = first_step + n_batches + 1
-                if apply_update(&opt, &P[0], &G[0], &S[0] if n_state > 0 else NULL,
-                                P.shape[0], net.n_weights, &bounds):
+                if telemetry is not None and start + B >= end:
+                    refused = _step_with_telemetry(&net, &opt, &P[0], &G[0],
+                                                   &S[0] if n_state > 0 else NULL, &ws[0], B,
+                                                   &bounds, &telemetry[0, 0])
+                else:
+                    refused = apply_update(&opt, &P[0], &G[0], &S[0] if n_state > 0 else NULL,
+                                           P.shape[0], net.n_weights, &bounds)
+                if refused:
                     status = STATUS_NONFINITE_PARAMS
                     break
                 loss_sum += loss * B

@@ -92,10 +92,11 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
 
 cdef inline int _sgd_range(floating *p, const floating *g, floating *v, Py_ssize_t n,
                            floating lr, floating mu, floating wd, int nesterov,
-                           bint write) noexcept nogil:
+                           bint write, double *moved) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating d, vn, x, check
     cdef int bad = 0
+    cdef double moved_sq = 0
     if mu == 0:
         for i in range(n):
             x = p[i] - lr * (g[i] + wd * p[i])
@@ -104,6 +105,7 @@ cdef inline int _sgd_range(floating *p, const floating *g, floating *v, Py_ssize
             else:
                 check = x - x
                 bad |= check != check
+                moved_sq += <double> (x - p[i]) * (x - p[i])
     else:
         for i in range(n):
             d = g[i] + wd * p[i]
@@ -115,17 +117,20 @@ cdef inline int _sgd_range(floating *p, const floating *g, floating *v, Py_ssize
             else:
                 check = (x - x) + (vn - vn)
                 bad |= check != check
+                moved_sq += <double> (x - p[i]) * (x - p[i])
+    moved[0] = moved_sq
     return bad
 
 
 cdef inline int _adam_range(floating *p, const floating *g, floating *m, floating *v,
                             Py_ssize_t n, floating step_size, floating b1, floating b2,
                             floating sqrt_bias2, floating eps, floating wd, floating shrink,
-                            bint write) noexcept nogil:
+                            bint write, double *moved) noexcept nogil:
     """Adam (wd: L2 added to g) and AdamW (shrink = 1 - lr·wd applied to p first)."""
     cdef Py_ssize_t i
     cdef floating d, mn, vn, x, check
     cdef int bad = 0
+    cdef double moved_sq = 0
     for i in range(n):
         d = g[i] + wd * p[i]
         mn = m[i] + (1 - b1) * (d - m[i])   # torch's lerp form
@@ -138,15 +143,19 @@ cdef inline int _adam_range(floating *p, const floating *g, floating *m, floatin
         else:
             check = (x - x) + (mn - mn) + (vn - vn)
             bad |= check != check
+            moved_sq += <double> (x - p[i]) * (x - p[i])
+    moved[0] = moved_sq
     return bad
 
 
 cdef inline int _rmsprop_range(floating *p, const floating *g, floating *sq, floating *buf,
                                Py_ssize_t n, floating lr, floating alpha, floating eps,
-                               floating mu, floating wd, bint write) noexcept nogil:
+                               floating mu, floating wd, bint write,
+                               double *moved) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating d, sn, bn, x, check
     cdef int bad = 0
+    cdef double moved_sq = 0
     for i in range(n):
         d = g[i] + wd * p[i]
         sn = alpha * sq[i] + (1 - alpha) * d * d
@@ -162,14 +171,18 @@ cdef inline int _rmsprop_range(floating *p, const floating *g, floating *sq, flo
         else:
             check = (x - x) + (sn - sn) + (bn - bn)
             bad |= check != check
+            moved_sq += <double> (x - p[i]) * (x - p[i])
+    moved[0] = moved_sq
     return bad
 
 
 cdef inline int _adagrad_range(floating *p, const floating *g, floating *acc, Py_ssize_t n,
-                               floating lr, floating eps, floating wd, bint write) noexcept nogil:
+                               floating lr, floating eps, floating wd, bint write,
+                               double *moved) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating d, an, x, check
     cdef int bad = 0
+    cdef double moved_sq = 0
     for i in range(n):
         d = g[i] + wd * p[i]
         an = acc[i] + d * d
@@ -180,12 +193,16 @@ cdef inline int _adagrad_range(floating *p, const floating *g, floating *acc, Py
         else:
             check = (x - x) + (an - an)
             bad |= check != check
+            moved_sq += <double> (x - p[i]) * (x - p[i])
+    moved[0] = moved_sq
     return bad
 
 
 cdef inline int _rule(const OptimizerStep *opt, floating *p, const floating *g, floating *s1,
-                      floating *s2, Py_ssize_t n, bint weights, bint write) noexcept nogil:
-    """The optimizer's rule over p[0:n] (weights: decay applies), state slots s1 and s2."""
+                      floating *s2, Py_ssize_t n, bint weights, bint write,
+                      double *moved) noexcept nogil:
+    """The optimizer's rule over p[0:n] (weights: decay applies), state slots s1 and s2.
+    Without write, also puts Σ(new p - p)² in ``moved``."""
     cdef double lr = opt.lr, wd = opt.weight_decay if weights else 0.0, bias1, bias2
     if opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
         bias1 = 1 - pow(opt.beta1, <double> opt.step)
@@ -193,15 +210,17 @@ cdef inline int _rule(const OptimizerStep *opt, floating *p, const floating *g, 
         return _adam_range(p, g, s1, s2, n, <floating> (lr / bias1), <floating> opt.beta1,
                            <floating> opt.beta2, <floating> sqrt(bias2), <floating> opt.eps,
                            <floating> (wd if opt.code == OPT_ADAM else 0.0),
-                           <floating> (1 - lr * wd if opt.code == OPT_ADAMW else 1.0), write)
+                           <floating> (1 - lr * wd if opt.code == OPT_ADAMW else 1.0), write,
+                           moved)
     if opt.code == OPT_RMSPROP:
         return _rmsprop_range(p, g, s1, s2, n, <floating> lr, <floating> opt.alpha,
-                              <floating> opt.eps, <floating> opt.momentum, <floating> wd, write)
+                              <floating> opt.eps, <floating> opt.momentum, <floating> wd, write,
+                              moved)
     if opt.code == OPT_ADAGRAD:
         return _adagrad_range(p, g, s1, n, <floating> lr, <floating> opt.eps, <floating> wd,
-                              write)
+                              write, moved)
     return _sgd_range(p, g, s1, n, <floating> lr, <floating> opt.momentum, <floating> wd,
-                      opt.nesterov, write)
+                      opt.nesterov, write, moved)
 
 
 cdef inline int _rule_all(const OptimizerStep *opt, floating *params, const floating *grads,
@@ -212,10 +231,23 @@ cdef inline int _rule_all(const OptimizerStep *opt, floating *params, const floa
     cdef floating *s1 = state if slots >= 1 else NULL
     cdef floating *s2 = state + n_params if slots >= 2 else NULL
     cdef Py_ssize_t nb = n_params - n_weights
-    return (_rule(opt, params, grads, s1, s2, n_weights, True, write)
+    cdef double moved
+    return (_rule(opt, params, grads, s1, s2, n_weights, True, write, &moved)
             | _rule(opt, params + n_weights, grads + n_weights,
                     s1 + n_weights if s1 != NULL else NULL,
-                    s2 + n_weights if s2 != NULL else NULL, nb, False, write))
+                    s2 + n_weights if s2 != NULL else NULL, nb, False, write, &moved))
+
+
+cdef inline double update_norm(const OptimizerStep *opt, floating *params,
+                               const floating *grads, floating *state, Py_ssize_t n_params,
+                               Py_ssize_t w, Py_ssize_t n) noexcept nogil:
+    """||ΔW|| the coming step would make to the weights params[w:w+n] (one layer), from a
+    read-only pass of the rule (telemetry; runs once per chunk, not per step)."""
+    cdef int slots = n_slots(opt)
+    cdef double moved = 0
+    _rule(opt, params + w, grads + w, state + w if slots >= 1 else NULL,
+          state + n_params + w if slots >= 2 else NULL, n, True, False, &moved)
+    return sqrt(moved)
 
 
 # ---------------------------------------------------------------- gradient transforms
@@ -298,16 +330,22 @@ cdef inline bint _bounded(const OptimizerStep *opt, double g_max, Bounds *bounds
     return d < limit and v < limit and step < limit and after.params < limit
 
 
-cdef inline int apply_update(const OptimizerStep *opt, floating *params, floating *grads,
-                             floating *state, Py_ssize_t n_params, Py_ssize_t n_weights,
-                             Bounds *bounds) noexcept nogil:
-    """One optimizer step over the flat buffers (grads are transformed in place by clipping
-    and L1). Returns 1, writing no parameter or state, if any new value would be non-finite;
-    else updates and returns 0. ``bounds`` stays valid for the next step."""
-    cdef Bounds after
+cdef inline int transform_gradients(const OptimizerStep *opt, floating *grads,
+                                    const floating *params, Py_ssize_t n_params,
+                                    Py_ssize_t n_weights) noexcept nogil:
+    """Clipping and L1 (if any) in place; 1 if the gradient is not finite."""
     if opt.clip_norm > 0 or opt.clip_value > 0 or opt.l1 > 0:
-        if clip_and_l1(opt, grads, params, n_params, n_weights):
-            return 1
+        return clip_and_l1(opt, grads, params, n_params, n_weights)
+    return 0
+
+
+cdef inline int apply_rule(const OptimizerStep *opt, floating *params, const floating *grads,
+                           floating *state, Py_ssize_t n_params, Py_ssize_t n_weights,
+                           Bounds *bounds) noexcept nogil:
+    """The rule's step over the flat buffers, from already transformed gradients. Returns 1,
+    writing nothing, if any new parameter or state value would be non-finite; else updates
+    and returns 0. ``bounds`` stays valid for the next step."""
+    cdef Bounds after
     after.params = 0.5 * (FLT_MAX if floating is float else DBL_MAX)
     if _bounded(opt, max_magnitude(grads, n_params), bounds, &after):
         _rule_all(opt, params, grads, state, n_params, n_weights, True)
@@ -318,6 +356,15 @@ cdef inline int apply_update(const OptimizerStep *opt, floating *params, floatin
     _rule_all(opt, params, grads, state, n_params, n_weights, True)
     measure_bounds(params, state, n_params, n_slots(opt), bounds)
     return 0
+
+
+cdef inline int apply_update(const OptimizerStep *opt, floating *params, floating *grads,
+                             floating *state, Py_ssize_t n_params, Py_ssize_t n_weights,
+                             Bounds *bounds) noexcept nogil:
+    """transform_gradients then apply_rule: one whole optimizer step (1 if refused)."""
+    if transform_gradients(opt, grads, params, n_params, n_weights):
+        return 1
+    return apply_rule(opt, params, grads, state, n_params, n_weights, bounds)
 
 
 cdef inline void measure_bounds(const floating *params, const floating *state,

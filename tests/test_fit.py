@@ -132,7 +132,8 @@ def test_callback_protocol_order():
     X, y = problem()
     recorder = Recorder()
     model().fit(X, y, epochs=2, callbacks=recorder, **FIT)
-    keys = ["epoch_time", "loss", "lr", "samples_per_second"]
+    keys = sorted(["epoch_time", "loss", "lr", "samples_per_second", "grad_norm_0",
+                   "grad_norm_1", "update_ratio_0", "update_ratio_1", "saturated_fraction_0"])
     assert recorder.calls == ["set_model", "begin", ("epoch", 0, keys), ("epoch", 1, keys), "end"]
 
 
@@ -228,6 +229,41 @@ def test_divergence_without_terminate_on_nan_raises_after_train_end():
     with pytest.raises(fb.DivergenceError):
         m.fit(X, y, epochs=50, optimizer=optimizer, callbacks=[recorder], **FIT)
     assert recorder.calls[-1] == "end"
+
+
+# ---------------------------------------------------------------- telemetry
+
+@pytest.mark.parametrize("optimizer", [fb.SGD(lr=0.1, momentum=0.9, clip_norm=0.05),
+                                       fb.AdamW(lr=0.01)], ids=["sgd-clipped", "adamw"])
+def test_layer_telemetry_matches_numpy(optimizer):
+    """One batch per epoch: the recorded gradient norms equal model.gradients' (before
+    clipping), update ratios equal the weights' change, dead fractions the hidden units that
+    are silent on every row."""
+    X, y = problem(40)
+    m = fb.mlp([9, 30, 7, 3], activation="relu", loss="cross_entropy", seed=4, dtype="float64")
+    m.layers[0].bias[:5] = -50.0  # five units that never fire
+    _, grads = m.gradients(X, y)
+    before = [layer.weight.copy() for layer in m.layers]
+    hidden = [np.maximum(X @ before[0] + m.layers[0].bias, 0)]
+    hidden.append(np.maximum(hidden[0] @ before[1] + m.layers[1].bias, 0))
+    history = m.fit(X, y, epochs=1, batch_size=40, shuffle=False, optimizer=optimizer,
+                    threads=1)
+    for layer, ((dW, _), old) in enumerate(zip(grads, before)):
+        assert history.history[f"grad_norm_{layer}"][0] == pytest.approx(
+            np.linalg.norm(dW), rel=1e-10)
+        change = np.linalg.norm(m.layers[layer].weight - old) / np.linalg.norm(old)
+        assert history.history[f"update_ratio_{layer}"][0] == pytest.approx(change, rel=1e-8)
+    for layer, a in enumerate(hidden):
+        assert history.history[f"dead_fraction_{layer}"][0] == np.mean(np.all(a <= 0, axis=0))
+    assert history.dead_fraction_0[0] >= 5 / 30
+    assert "dead_fraction_2" not in history.history  # the output layer has none
+
+
+def test_telemetry_shows_vanishing_gradients_in_a_deep_sigmoid_network():
+    X, y = problem(256)
+    deep = fb.mlp([9] + [32] * 8 + [3], activation="sigmoid", loss="cross_entropy", seed=0)
+    history = deep.fit(X, y, epochs=1, **FIT)
+    assert history.grad_norm_0[0] < 1e-2 * history.grad_norm_8[0]
 
 
 # ---------------------------------------------------------------- time and interrupts
@@ -345,7 +381,8 @@ def test_history_plot(tmp_path, monkeypatch):
 
     matplotlib.use("Agg")
     figure = history.plot(tmp_path / "h.png")
-    assert (tmp_path / "h.png").stat().st_size > 0 and len(figure.axes) == 2
+    assert (tmp_path / "h.png").stat().st_size > 0
+    assert [ax.get_title() for ax in figure.axes] == ["loss", "accuracy", "gradient norm per layer"]
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="History.plot needs matplotlib"):
         history.plot()
