@@ -1,4 +1,7 @@
 """Sequential: a stack of Dense layers compiled to one Plan, with training and inference."""
+import functools
+import threading
+
 import numpy as np
 
 from . import initializers, io
@@ -14,6 +17,17 @@ from .training import Trainer, raise_for_status
 from .validation import split_validation
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _exclusive(method):
+    """Run ``method`` holding the model's lock: the compiled core shares one workspace and
+    one set of buffers per model, so calls on one model from several threads take turns
+    (reentrant, so a callback inside fit may predict or save)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
 
 
 def _check_dtype(dtype):
@@ -76,6 +90,7 @@ class Sequential:
         self._plan = Plan(specs, self._loss, _check_dtype(dtype))
         self._rng = np.random.default_rng(seed)
         self._optimizer = None
+        self._lock = threading.RLock()
         self.stop_training = False   # a callback sets it to end fit after the current epoch
         self.threads = check_threads(threads)
         self._initialise()
@@ -112,6 +127,7 @@ class Sequential:
         """The optimizer the model last trained with (its state lives in the model)."""
         return self._optimizer
 
+    @_exclusive
     def save(self, path):
         """Write the model, its optimizer state and its generator state to ``path`` (an
         ``.npz`` file; see :mod:`fastbp.io`), atomically. Read it back with
@@ -189,6 +205,7 @@ class Sequential:
         return optimizer
 
     # ------------------------------------------------------------------ inference
+    @_exclusive
     def predict(self, X, threads=None):
         """Network output for each row of X.
 
@@ -212,6 +229,7 @@ class Sequential:
             _core.forward(self._plan, X, out, True)
         return out
 
+    @_exclusive
     def evaluate(self, X, y, threads=None):
         """Mean loss on (X, y) and, for classification losses, accuracy (``threads`` as for
         :meth:`predict`).
@@ -240,6 +258,7 @@ class Sequential:
         return result
 
     # ------------------------------------------------------------------ training
+    @_exclusive
     def gradients(self, X, y, weight_decay=0.0):
         """Loss and its gradients on (X, y) as one batch; parameters are not changed.
 
@@ -270,6 +289,7 @@ class Sequential:
                  for i in range(len(self._specs))]
         return float(loss), grads
 
+    @_exclusive
     def train_step(self, X, y, optimizer=None):
         """One optimizer update on exactly this batch; returns its loss (before the update).
 
@@ -288,6 +308,7 @@ class Sequential:
         raise_for_status(status, n_batches, "train_step")
         return loss_sum / X.shape[0]
 
+    @_exclusive
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, verbose=0,
             threads=None, validation_data=None, validation_split=0.0, callbacks=None,
             max_time=None):
