@@ -259,7 +259,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
     @_exclusive
-    def gradients(self, X, y, weight_decay=0.0):
+    def gradients(self, X, y, weight_decay=0.0, threads=None):
         """Loss and its gradients on (X, y) as one batch; parameters are not changed.
 
         Parameters
@@ -270,6 +270,8 @@ class Sequential:
             targets of shape (n_samples, n_outputs) (or (n_samples,) for one output) otherwise.
         weight_decay : float, default 0.0
             Adds ``weight_decay / 2 * sum(||W||²)`` (weights only) to the loss.
+        threads : "auto", int or None
+            BLAS threads for this call; None uses the model's ``threads`` setting.
 
         Returns
         -------
@@ -280,9 +282,11 @@ class Sequential:
         """
         weight_decay = check_real(weight_decay, "weight_decay", 0.0)
         X, Y, labels = self._check_Xy(X, y)
+        check_threads(threads)
         plan = self._plan
         plan.ensure_capacity(X.shape[0])
-        loss = _core.gradients(plan, X, Y, labels, weight_decay)
+        with self._blas_threads(threads, X.shape[0]):
+            loss = _core.gradients(plan, X, Y, labels, weight_decay)
         if not np.isfinite(loss):  # the core skips backward then; never return stale values
             plan.grads[...] = np.nan
         grads = [(plan.weight(plan.grads, i).copy(), plan.bias(plan.grads, i).copy())
@@ -290,20 +294,22 @@ class Sequential:
         return float(loss), grads
 
     @_exclusive
-    def train_step(self, X, y, optimizer=None):
+    def train_step(self, X, y, optimizer=None, threads=None):
         """One optimizer update on exactly this batch; returns its loss (before the update).
 
         Optimizer state (moments, step count) carries over between calls with the same
         optimizer; a schedule sees this update's step number (and the epochs of earlier
-        ``fit`` calls).
+        ``fit`` calls). ``threads`` as for :meth:`fit`.
         """
+        check_threads(threads)
         X, Y, labels = self._check_Xy(X, y)
         optimizer = self._use_optimizer(optimizer)
         plan = self._plan
         plan.ensure_capacity(X.shape[0])
-        status, loss_sum, n_batches = _core.train_epoch(
-            plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer,
-            optimizer.rates(plan.epochs, plan.steps, 1), plan.steps)
+        with self._blas_threads(threads, X.shape[0]):
+            status, loss_sum, n_batches = _core.train_epoch(
+                plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer,
+                optimizer.rates(plan.epochs, plan.steps, 1), plan.steps)
         plan.steps += n_batches
         raise_for_status(status, n_batches, "train_step")
         return loss_sum / X.shape[0]
