@@ -378,7 +378,8 @@ def test_check_gradients_refuses_a_non_model():
         fastbp.check_gradients("model", X, y)
 
 
-VALID_ACTIVATIONS = "valid activations: 'identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu'"
+VALID_ACTIVATIONS = ("valid activations: 'identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu', "
+                     "'gelu', 'softplus', 'elu', 'swish'")
 VALID_LOSSES = "valid losses: 'mse', 'cross_entropy', 'binary_cross_entropy'"
 BAD_MODELS = {  # name -> (build, exception, pattern)
     "dense-zero-inputs": (lambda: Dense(0, 3), ValueError, "in_features must be >= 1"),
@@ -387,10 +388,10 @@ BAD_MODELS = {  # name -> (build, exception, pattern)
     "dense-bool-width": (lambda: Dense(3, True), TypeError, "out_features must be an integer"),
     "dense-unknown-activation": (lambda: Dense(3, 2, "softmax"), ValueError,
                                  f"activation='softmax' is not known; {VALID_ACTIVATIONS}"),
-    "mlp-unknown-activation": (lambda: mlp([4, 5, 3], activation="swish"), ValueError,
-                               f"activation='swish' is not known; {VALID_ACTIVATIONS}"),
-    "mlp-unknown-output-activation": (lambda: mlp([4, 5, 3], output_activation="gelu"),
-                                      ValueError, "activation='gelu' is not known"),
+    "mlp-unknown-activation": (lambda: mlp([4, 5, 3], activation="mish"), ValueError,
+                               f"activation='mish' is not known; {VALID_ACTIVATIONS}"),
+    "mlp-unknown-output-activation": (lambda: mlp([4, 5, 3], output_activation="selu"),
+                                      ValueError, "activation='selu' is not known"),
     "mlp-one-size": (lambda: mlp([4]), ValueError, "sizes needs at least"),
     "unknown-loss": (lambda: mlp([4, 3], loss="hinge"), ValueError,
                      f"loss='hinge' is not known; {VALID_LOSSES}"),
@@ -411,6 +412,9 @@ BAD_MODELS = {  # name -> (build, exception, pattern)
     "bce-output-sigmoid": (
         lambda: mlp([4, 5, 3], loss="binary_cross_entropy", output_activation="sigmoid"),
         ValueError, r"sigmoid.*layers\[1\].*activation=None, not 'sigmoid'"),
+    "cross-entropy-output-gelu": (
+        lambda: mlp([4, 5, 3], loss="cross_entropy", output_activation="gelu"),
+        ValueError, r"softmax.*layers\[1\].*activation=None, not 'gelu'"),
 }
 
 
@@ -452,3 +456,7 @@ def test_overflowing_update_is_not_applied(dtype):
         model.fit(X, y, epochs=1, batch_size=4, optimizer=optimizer)
     np.testing.assert_array_equal(model.parameters, before)
     np.testing.assert_array_equal(model._plan.state, state)
+
+
+def test_torch_style_names_are_aliases():
+    assert Dense(3, 2, "silu").activation == "swish"

@@ -13,7 +13,7 @@ ref = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ref)
 NumpyMLP = ref.NumpyMLP
 
-HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
+HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softplus", "elu", "swish"]
 LOSSES = ["mse", "cross_entropy", "binary_cross_entropy"]
 
 
@@ -116,6 +116,14 @@ def test_activations_forward_and_extreme_logits():
         ("tanh", np.tanh(z)),
         ("relu", np.maximum(z, 0)),
         ("leaky_relu", np.where(z > 0, z, 0.01 * z)),
+        # Values from the definitions, by hand: gelu(-2) = -2·Φ̃(-2) with the tanh form.
+        ("gelu", [[-0.0, -2 * 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (-2 - 0.044715 * 8))),
+                   0.0, 3 * 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (3 + 0.044715 * 27))),
+                   1000.0]]),
+        ("softplus", [[0.0, np.log(1 + np.exp(-2.0)), np.log(2.0), np.log(1 + np.exp(3.0)),
+                       1000.0]]),
+        ("elu", [[-1.0, np.exp(-2.0) - 1, 0.0, 3.0, 1000.0]]),
+        ("swish", [[-0.0, -2 / (1 + np.exp(2.0)), 0.0, 3 / (1 + np.exp(-3.0)), 1000.0]]),
     ]:
         model = NumpyMLP([5, 5], [name], "mse", dtype="float64", weights=[(np.eye(5), np.zeros(5))])
         with np.errstate(over="raise", invalid="raise", divide="raise"):
@@ -152,7 +160,7 @@ def test_invalid_configurations():
     with pytest.raises(ValueError):
         NumpyMLP([2, 3], ["tanh"], "cross_entropy")
     with pytest.raises(ValueError):
-        NumpyMLP([2, 3], ["softplus"], "mse")
+        NumpyMLP([2, 3], ["mish"], "mse")
     with pytest.raises(ValueError):
         NumpyMLP([2, 3, 1], ["tanh"], "mse")
     with pytest.raises(ValueError):
