@@ -18,10 +18,14 @@ compiled core, so it follows the core's conventions exactly:
   the textbook derivatives in ``z`` (kept only for their layers).
 * Losses (means over the batch of ``B`` rows and ``O`` outputs):
   ``mse`` = mean((A - Y)**2) on the activated output, ``dA = 2*(A-Y)/(B*O)``;
-  ``cross_entropy`` on raw logits with integer targets, ``dZ = (softmax(Z) -
-  onehot(y)) / B``; ``binary_cross_entropy`` on raw logits,
+  ``huber`` (delta 1) = mean(where(|d| <= 1, d**2/2, |d| - 1/2)) with
+  ``d = A - Y``, ``dA = clip(d, -1, 1)/(B*O)``; ``mae`` = mean(|A - Y|),
+  ``dA = sign(A - Y)/(B*O)`` (0 at 0); ``cross_entropy`` on raw logits with
+  integer targets, ``dZ = (softmax(Z) - onehot(y)) / B``;
+  ``binary_cross_entropy`` on raw logits,
   ``mean(max(z,0) - z*y + log1p(exp(-|z|)))``, ``dZ = (sigmoid(Z) - Y)/(B*O)``.
-  For the two cross entropies the last activation must be ``identity``.
+  For the two cross entropies the last activation must be ``identity``; the
+  regression losses (mse, huber, mae) take any.
 * Backward: ``dW = A_prev.T @ dZ``, ``db = dZ.sum(0)``,
   ``dA_prev = dZ @ W.T``, ``dZ_prev = dA_prev * act'(Z_prev, A_prev)``.
 * Optional L2 penalty on weights only: objective = loss + wd/2 * sum ||W||^2.
@@ -43,9 +47,11 @@ import numpy as np
 LEAKY_SLOPE = 0.01
 # Python floats, not NumPy scalars: these must not upcast float32 arrays.
 GELU_K, GELU_C = math.sqrt(2 / math.pi), 0.044715
+HUBER_DELTA = 1.0
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softplus", "elu",
                "swish")
-LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy", "huber", "mae")
+REGRESSION = ("mse", "huber", "mae")
 # Activations whose derivative the reference writes from z, so it keeps their z.
 FROM_Z = ("gelu", "softplus", "elu", "swish")
 
@@ -116,7 +122,7 @@ class NumpyMLP:
                 raise ValueError(f"unknown activation {name!r}")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}")
-        if loss != "mse" and activations[-1] != "identity":
+        if loss not in REGRESSION and activations[-1] != "identity":
             raise ValueError(f"{loss} takes raw logits: last activation must be 'identity'")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -172,12 +178,13 @@ class NumpyMLP:
         return A, Z
 
     def forward(self, X):
-        """Network output: logits for the cross entropies, activated output for mse."""
+        """Network output: logits for the cross entropies, activated output for the
+        regression losses."""
         return self._forward(self._inputs(X))[0][-1]
 
     def predict(self, X):
         """Probabilities: softmax (cross_entropy), sigmoid (binary_cross_entropy),
-        or the output itself (mse)."""
+        or the output itself (mse, huber, mae)."""
         out = self.forward(X)
         if self.loss == "cross_entropy":
             return softmax(out)
@@ -189,10 +196,19 @@ class NumpyMLP:
     def _loss_and_output_delta(self, out, z, y):
         """Data loss and dL/dZ for the last layer (out its output, z its pre-activation)."""
         B = out.shape[0]
-        if self.loss == "mse":
+        if self.loss in REGRESSION:
             diff = out - y
-            loss = np.mean(diff * diff)
-            dA = 2 * diff / diff.size
+            if self.loss == "mse":
+                loss = np.mean(diff * diff)
+                dA = 2 * diff / diff.size
+            elif self.loss == "huber":
+                magnitude = np.abs(diff)
+                loss = np.mean(np.where(magnitude <= HUBER_DELTA, 0.5 * diff * diff,
+                                        HUBER_DELTA * (magnitude - 0.5 * HUBER_DELTA)))
+                dA = np.clip(diff, -HUBER_DELTA, HUBER_DELTA) / diff.size
+            else:  # mae
+                loss = np.mean(np.abs(diff))
+                dA = np.sign(diff) / diff.size
             return loss, _BACKWARD[self.activations[-1]](dA, z, out)
         if self.loss == "cross_entropy":
             shifted = out - out.max(axis=1, keepdims=True)

@@ -217,7 +217,7 @@ cdef inline void act_backward(floating *D, const floating *A, const floating *Z,
 
 cdef inline floating act_derivative(floating a, floating z, int act) noexcept nogil:
     """act'(z) from a = act(z), or from z itself for gelu and swish; used where one element
-    is at hand (the mse loss). z is not read for the other activations."""
+    is at hand (the regression losses). z is not read for the other activations."""
     if act == ACT_RELU:
         return 1 if a > 0 else 0
     if act == ACT_LEAKY_RELU:

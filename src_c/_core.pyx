@@ -25,8 +25,9 @@ from _blas cimport mm_nn, mm_nt, mm_tn, mm_tn_rows
 from _activations cimport (bias_act, act_backward, act_needs_z, LEAKY_SLOPE,
                            ELU_ALPHA as _ELU_ALPHA, ACT_IDENTITY, ACT_SIGMOID, ACT_TANH,
                            ACT_RELU, ACT_LEAKY_RELU, ACT_GELU, ACT_SOFTPLUS, ACT_ELU, ACT_SWISH)
-from _losses cimport (loss_backward, output_activation, LOSS_MSE, LOSS_CROSS_ENTROPY,
-                      LOSS_BINARY_CROSS_ENTROPY)
+from _losses cimport (loss_backward, output_activation, HUBER_DELTA as _HUBER_DELTA,
+                      LOSS_MSE, LOSS_CROSS_ENTROPY, LOSS_BINARY_CROSS_ENTROPY, LOSS_HUBER,
+                      LOSS_MAE)
 from _optim cimport (OptimizerStep, Bounds, apply_update, measure_bounds, max_magnitude,
                      OPT_SGD)
 
@@ -43,13 +44,15 @@ CODES = {
     "ACT_RELU": ACT_RELU, "ACT_LEAKY_RELU": ACT_LEAKY_RELU, "ACT_GELU": ACT_GELU,
     "ACT_SOFTPLUS": ACT_SOFTPLUS, "ACT_ELU": ACT_ELU, "ACT_SWISH": ACT_SWISH,
     "LOSS_MSE": LOSS_MSE, "LOSS_CROSS_ENTROPY": LOSS_CROSS_ENTROPY,
-    "LOSS_BINARY_CROSS_ENTROPY": LOSS_BINARY_CROSS_ENTROPY,
+    "LOSS_BINARY_CROSS_ENTROPY": LOSS_BINARY_CROSS_ENTROPY, "LOSS_HUBER": LOSS_HUBER,
+    "LOSS_MAE": LOSS_MAE,
     "OPT_SGD": OPT_SGD,
     "STATUS_OK": STATUS_OK, "STATUS_NONFINITE_LOSS": STATUS_NONFINITE_LOSS,
     "STATUS_NONFINITE_PARAMS": STATUS_NONFINITE_PARAMS,
 }
 LEAKY_RELU_SLOPE = LEAKY_SLOPE
 ELU_ALPHA = _ELU_ALPHA
+HUBER_DELTA = _HUBER_DELTA
 
 # Columns of plan.table, one row per Dense layer.
 cdef enum:

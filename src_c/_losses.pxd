@@ -2,11 +2,11 @@
 #    and overwrites them IN PLACE with dLoss/dZ, scaled for a mean over a batch of `batch`
 #    rows (B < batch when threads share a batch). It returns the SUM over its rows of each
 #    row's loss (accumulated in double even for float32 models); divide by batch for the mean.
-# B. Targets: row r's target is row idx[r] (or r when idx is NULL) of Y__no (mse, bce) or of
-#    labels (cross-entropy class indices, validated in Python before the call). mse takes
-#    the ACTIVATED output A__bo of any activation and goes through its derivative; for gelu
-#    and swish that derivative reads the layer's kept pre-activation K__bo (same rows; NULL
-#    for the other activations).
+# B. Targets: row r's target is row idx[r] (or r when idx is NULL) of Y__no (mse, huber, mae,
+#    bce) or of labels (cross-entropy class indices, validated in Python before the call).
+#    The regression losses (mse, huber, mae) take the ACTIVATED output A__bo of any
+#    activation and go through its derivative; for gelu and swish that derivative reads the
+#    layer's kept pre-activation K__bo (same rows; NULL for the other activations).
 # C. Why from logits: softmax and sigmoid are fused into their losses and computed with
 #    log-sum-exp / exp(-|z|), so no overflow and one exp per element, one log per row.
 #    Codes are mirrored by fastbp.losses.Loss (a test asserts they agree).
@@ -18,6 +18,14 @@ cdef enum:
     LOSS_MSE = 0
     LOSS_CROSS_ENTROPY = 1
     LOSS_BINARY_CROSS_ENTROPY = 2
+    LOSS_HUBER = 3
+    LOSS_MAE = 4
+
+cdef extern from *:
+    """
+    #define FASTBP_HUBER_DELTA 1.0  /* torch.nn.HuberLoss's default delta */
+    """
+    double HUBER_DELTA "FASTBP_HUBER_DELTA"
 
 
 cdef inline Py_ssize_t _row(const Py_ssize_t *idx, Py_ssize_t r) noexcept nogil:
@@ -49,6 +57,54 @@ cdef inline double mse(floating *A__bo, const floating *K__bo, const floating *Y
             d = a[j] - y[j]
             total += d * d
             a[j] = scale * d * act_derivative(a[j], k[j], act)
+    return total / O
+
+
+cdef inline double huber(floating *A__bo, const floating *K__bo, const floating *Y__no,
+                         const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch,
+                         int act) noexcept nogil:
+    """With d = A - Y: d²/2 where |d| <= delta, else delta·(|d| - delta/2), averaged over
+    outputs (torch.nn.HuberLoss); gradient clamp(d, -delta, delta)/(batch·O), through the
+    activation."""
+    cdef Py_ssize_t i, j
+    cdef floating *a
+    cdef const floating *y
+    cdef const floating *k
+    cdef floating d, m, g, delta = <floating> HUBER_DELTA, scale = <floating> (1.0 / (batch * O))
+    cdef double total = 0
+    for i in range(B):
+        a = A__bo + i * O
+        k = _pre(K__bo, a, i, O)
+        y = Y__no + _row(idx, i) * O
+        for j in range(O):
+            d = a[j] - y[j]
+            m = d if d > 0 else -d
+            total += (<floating> 0.5) * d * d if m <= delta else delta * (m - (<floating> 0.5) * delta)
+            g = d if d < delta else delta
+            g = g if g > -delta else -delta
+            a[j] = scale * g * act_derivative(a[j], k[j], act)
+    return total / O
+
+
+cdef inline double mae(floating *A__bo, const floating *K__bo, const floating *Y__no,
+                       const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch,
+                       int act) noexcept nogil:
+    """|A - Y| averaged over outputs (torch.nn.L1Loss); gradient sign(A - Y)/(batch·O), with
+    sign(0) = 0 as torch's, through the activation."""
+    cdef Py_ssize_t i, j
+    cdef floating *a
+    cdef const floating *y
+    cdef const floating *k
+    cdef floating d, scale = <floating> (1.0 / (batch * O))
+    cdef double total = 0
+    for i in range(B):
+        a = A__bo + i * O
+        k = _pre(K__bo, a, i, O)
+        y = Y__no + _row(idx, i) * O
+        for j in range(O):
+            d = a[j] - y[j]
+            total += d if d > 0 else -d
+            a[j] = scale * (<floating> (d > 0) - <floating> (d < 0)) * act_derivative(a[j], k[j], act)
     return total / O
 
 
@@ -118,12 +174,17 @@ cdef inline double loss_backward(int loss, int act, floating *Z__bo, const float
         return cross_entropy(Z__bo, labels, idx, B, O, batch)
     if loss == LOSS_BINARY_CROSS_ENTROPY:
         return binary_cross_entropy(Z__bo, Y__no, idx, B, O, batch)
+    if loss == LOSS_HUBER:
+        return huber(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
+    if loss == LOSS_MAE:
+        return mae(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
     return mse(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
 
 
 cdef inline void output_activation(int loss, floating *Z__bo, Py_ssize_t B,
                                    Py_ssize_t O) noexcept nogil:
-    """What predict returns: softmax for cross-entropy, sigmoid for bce, output as is for mse."""
+    """What predict returns: softmax for cross-entropy, sigmoid for bce, the output as is for
+    the regression losses."""
     cdef Py_ssize_t i, j
     cdef floating *z
     cdef floating zmax, s

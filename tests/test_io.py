@@ -50,9 +50,10 @@ def test_round_trip_keeps_architecture_and_outputs(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
-def test_newer_activations_round_trip(tmp_path, loss="mse"):
-    """Saved by canonical name ("silu" is saved as "swish"), loaded into the same layout
-    (the gelu/swish layers' kept pre-activations included), resumed exactly."""
+@pytest.mark.parametrize("loss", ["huber", "l1"])
+def test_newer_activations_and_regression_losses_round_trip(tmp_path, loss):
+    """Saved by canonical name ("l1" is saved as "mae"), loaded into the same layout (the
+    gelu/swish layers' kept pre-activations included), resumed exactly."""
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(40, 6)), rng.normal(size=(40, 2))
     model = fb.Sequential([fb.Dense(6, 8, "gelu"), fb.Dense(8, 7, "silu"), fb.Dense(7, 5, "elu"),
@@ -60,7 +61,7 @@ def test_newer_activations_round_trip(tmp_path, loss="mse"):
     model.fit(X, y, epochs=2, **EPOCHS)
     model.save(tmp_path / "m.npz")
     loaded = fb.load(tmp_path / "m.npz")
-    assert loaded.loss == loss
+    assert loaded.loss == ("mae" if loss == "l1" else "huber")
     assert [layer.activation for layer in loaded.layers] == ["gelu", "swish", "elu", "softplus"]
     assert loaded._plan.row_length == model._plan.row_length
     model.fit(X, y, epochs=1, **EPOCHS)

@@ -15,6 +15,7 @@ from scipy.special import expit, logsumexp, softmax
 import fastbp
 from fastbp import Activation, Loss, _native
 from fastbp.activations import ELU_ALPHA, LEAKY_RELU_SLOPE
+from fastbp.losses import CLASSIFICATION, HUBER_DELTA, REGRESSION
 from fastbp.optimizers import OptimizerCode
 
 DTYPES = [np.float32, np.float64]
@@ -273,11 +274,19 @@ def test_colsum(core, shape, dtype):
 
 def reference_loss(loss, act, Z, K, Y, labels):
     """(mean loss, dLoss/dZ) in float64, from the formulas the core documents; for the
-    mse Z is the activated output and K its pre-activation."""
+    regression losses Z is the activated output and K its pre-activation."""
     B, O = Z.shape
-    if loss == Loss.MSE:
+    if loss in REGRESSION:
         diff = Z - Y
-        return np.mean(diff**2), 2 * diff / (B * O) * ACT_DERIVATIVE[act](K, Z)
+        through = ACT_DERIVATIVE[act](K, Z) / (B * O)
+        if loss == Loss.MSE:
+            return np.mean(diff**2), 2 * diff * through
+        magnitude = np.abs(diff)
+        if loss == Loss.MAE:
+            return np.mean(magnitude), np.sign(diff) * through
+        value = np.where(magnitude <= HUBER_DELTA, 0.5 * diff**2,
+                         HUBER_DELTA * (magnitude - 0.5 * HUBER_DELTA))
+        return np.mean(value), np.clip(diff, -HUBER_DELTA, HUBER_DELTA) * through
     if loss == Loss.CROSS_ENTROPY:
         rows = np.arange(B)
         onehot = np.zeros_like(Z)
@@ -290,7 +299,7 @@ def reference_loss(loss, act, Z, K, Y, labels):
 
 def loss_inputs(loss, act, dtype, rng, extreme=False):
     """(Z, K, Y, labels) for a 5 x 3 batch: activated outputs Z and their pre-activations K
-    for mse, logits Z (and K a copy) otherwise."""
+    for the regression losses, logits Z (and K a copy) otherwise."""
     B, O = 5, 3
     Z = normal(rng, (B, O), dtype, scale=2.0)
     if extreme:
@@ -299,9 +308,11 @@ def loss_inputs(loss, act, dtype, rng, extreme=False):
                             [-big, -big, -big], [0.0, big, big]], dtype=dtype)
     K = Z.copy()
     labels = EMPTY_LABELS
-    if loss == Loss.MSE:
+    if loss in REGRESSION:
         Z = ACT_FORWARD[act](f64(K)).astype(dtype)
         Y = normal(rng, (B, O), dtype)
+        Y[1, 1] = Z[1, 1]  # a zero residual: mae's subgradient there is 0 (torch's sign)
+        Y[2, 0] = Z[2, 0] - HUBER_DELTA  # huber's seam (as exact as rounding allows)
     elif loss == Loss.CROSS_ENTROPY:
         Y = np.zeros((0, O), dtype)
         labels = np.array([1, 0, 2, 2, 0], dtype=np.intp)  # extreme rows: wrong, right, tie
@@ -311,8 +322,9 @@ def loss_inputs(loss, act, dtype, rng, extreme=False):
     return Z, K, Y, labels
 
 
-# mse with every output activation; the fused losses (raw logits) also at extreme logits.
-LOSS_CASES = ([(Loss.MSE, act, False) for act in Activation]
+# The regression losses with every output activation; the fused losses (raw logits) also
+# at extreme logits.
+LOSS_CASES = ([(loss, act, False) for loss in REGRESSION for act in Activation]
               + [(loss, Activation.IDENTITY, extreme)
                  for loss in (Loss.CROSS_ENTROPY, Loss.BINARY_CROSS_ENTROPY)
                  for extreme in (False, True)])
@@ -341,7 +353,7 @@ def test_output_activation(core, loss, extreme, dtype):
     Z = Z0.copy()
     core._twin_output_activation(int(loss), Z)
     output = {Loss.CROSS_ENTROPY: lambda z: softmax(z, axis=1), Loss.BINARY_CROSS_ENTROPY: expit}
-    expected = output.get(loss, lambda z: z)(f64(Z0))  # mse: as is
+    expected = output.get(loss, lambda z: z)(f64(Z0))  # the regression losses: as is
     assert_close(Z, expected, dtype)
     if loss == Loss.CROSS_ENTROPY:
         np.testing.assert_allclose(f64(Z).sum(axis=1), 1.0, rtol=10 * RTOL[dtype])
@@ -457,8 +469,14 @@ def test_leaky_relu_slope_matches(core):
     assert core.LEAKY_RELU_SLOPE == LEAKY_RELU_SLOPE == fastbp.activations.LEAKY_RELU_SLOPE
 
 
-def test_elu_alpha_matches(core):
+def test_elu_alpha_and_huber_delta_match(core):
     assert core.ELU_ALPHA == ELU_ALPHA == 1.0
+    assert core.HUBER_DELTA == HUBER_DELTA == 1.0
+
+
+def test_losses_are_regression_or_classification():
+    assert set(REGRESSION) | set(CLASSIFICATION) == set(Loss)
+    assert not set(REGRESSION) & set(CLASSIFICATION)
 
 
 @dtypes

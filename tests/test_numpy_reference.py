@@ -14,7 +14,8 @@ _spec.loader.exec_module(ref)
 NumpyMLP = ref.NumpyMLP
 
 HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softplus", "elu", "swish"]
-LOSSES = ["mse", "cross_entropy", "binary_cross_entropy"]
+LOSSES = ["mse", "cross_entropy", "binary_cross_entropy", "huber", "mae"]
+REGRESSION = ["mse", "huber", "mae"]
 
 
 def make_targets(loss, B, O, rng, dtype=np.float64):
@@ -26,8 +27,8 @@ def make_targets(loss, B, O, rng, dtype=np.float64):
 
 
 def output_activation(loss, hidden):
-    # mse may have any output activation; the cross entropies take raw logits.
-    return hidden if loss == "mse" else "identity"
+    # The regression losses may have any output activation; the cross entropies take raw logits.
+    return hidden if loss in REGRESSION else "identity"
 
 
 def numeric_gradients(model, X, y, wd, eps=1e-6):
@@ -91,6 +92,13 @@ def test_loss_values_against_naive_formulas():
         y = make_targets(loss, 6, 5, rng)
         if loss == "mse":
             expected = np.mean((Z - y) ** 2)
+            probs = Z
+        elif loss == "huber":  # written out, as torch.nn.HuberLoss documents it
+            d = np.abs(Z - y)
+            expected = np.mean([0.5 * e * e if e < 1 else e - 0.5 for e in d.ravel()])
+            probs = Z
+        elif loss == "mae":
+            expected = np.mean(np.abs(Z - y))
             probs = Z
         elif loss == "cross_entropy":
             p = np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True)

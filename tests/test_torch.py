@@ -1,14 +1,15 @@
-"""The newer activations against PyTorch (skipped without torch).
+"""The newer activations and the regression losses against PyTorch (skipped without torch).
 
 torch is the definition these follow: ``gelu`` is ``torch.nn.GELU(approximate="tanh")``,
-``softplus`` is ``torch.nn.Softplus()`` (beta 1), ``elu`` is ``torch.nn.ELU()`` (alpha 1) and
-``swish`` is ``torch.nn.SiLU()``. Derivatives come from torch's autograd.
+``softplus`` is ``torch.nn.Softplus()`` (beta 1), ``elu`` is ``torch.nn.ELU()`` (alpha 1),
+``swish`` is ``torch.nn.SiLU()``, ``huber`` is ``torch.nn.HuberLoss()`` (delta 1) and ``mae``
+is ``torch.nn.L1Loss()``, all with mean reduction. Derivatives come from torch's autograd.
 """
 import numpy as np
 import pytest
 
 import fastbp as fb
-from fastbp import Activation, _native
+from fastbp import Activation, Loss, _native
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -56,6 +57,30 @@ def test_activation_and_derivative_match_torch(core, act, dtype):
     np.testing.assert_allclose(D.reshape(Z.shape), derivative, **TOLERANCE[dtype])
 
 
+TORCH_LOSSES = {"mse": torch.nn.MSELoss, "huber": torch.nn.HuberLoss, "mae": torch.nn.L1Loss}
+
+
+@dtypes
+@pytest.mark.parametrize("loss", ["huber", "mae"])
+def test_regression_loss_kernels_match_torch(core, loss, dtype):
+    """On raw outputs (identity), residuals either side of huber's seam and an exact zero
+    residual (mae's subgradient there: torch's sign(0) = 0)."""
+    rng = np.random.default_rng(3)
+    Z = (2 * rng.standard_normal((6, 5))).astype(dtype)
+    Y = rng.standard_normal((6, 5)).astype(dtype)
+    Y[2, 3] = Z[2, 3]
+    grad = Z.copy()
+    value = core._twin_loss(int(Loss[loss.upper()]), int(Activation.IDENTITY), grad, Z[:0], Y,
+                            np.zeros(0, dtype=np.intp))
+    z = torch.tensor(Z, requires_grad=True)
+    expected = TORCH_LOSSES[loss]()(z, torch.tensor(Y))
+    expected.backward()
+    assert value == pytest.approx(expected.item(), rel=TOLERANCE[dtype]["rtol"])
+    np.testing.assert_allclose(grad, z.grad.numpy(), **TOLERANCE[dtype])
+    if loss == "mae":
+        assert grad[2, 3] == 0
+
+
 def torch_network(model):
     """The same network in torch: Linear layers holding Wᵀ and b, then each activation."""
     modules = []
@@ -71,10 +96,11 @@ def torch_network(model):
     return modules
 
 
+@pytest.mark.parametrize("loss", list(TORCH_LOSSES))
 @pytest.mark.parametrize("hidden, output", [("gelu", "swish"), ("swish", "gelu"),
                                             ("elu", "softplus"), ("softplus", "elu"),
                                             ("gelu", None)])
-def test_network_gradients_match_torch_autograd(hidden, output, loss="mse"):
+def test_network_gradients_match_torch_autograd(loss, hidden, output):
     rng = np.random.default_rng(7)
     model = fb.Sequential([fb.Dense(5, 7, hidden), fb.Dense(7, 4, hidden),
                            fb.Dense(4, 3, output)], loss=loss, dtype="float64", seed=1)
@@ -87,7 +113,7 @@ def test_network_gradients_match_torch_autograd(hidden, output, loss="mse"):
     modules = torch_network(model)
     for module in modules:
         x = module(x)
-    expected = torch.nn.MSELoss()(x, torch.tensor(Y))
+    expected = TORCH_LOSSES[loss]()(x, torch.tensor(Y))
     expected.backward()
     assert value == pytest.approx(expected.item(), rel=1e-12)
     linears = [m for m in modules if isinstance(m, torch.nn.Linear)]
