@@ -70,7 +70,8 @@ cdef inline double huber(floating *A__bo, const floating *K__bo, const floating 
     cdef floating *a
     cdef const floating *y
     cdef const floating *k
-    cdef floating d, m, g, delta = <floating> HUBER_DELTA, scale = <floating> (1.0 / (batch * O))
+    cdef floating d, m, g, delta = <floating> HUBER_DELTA, half = <floating> 0.5
+    cdef floating scale = <floating> (1.0 / (batch * O))
     cdef double total = 0
     for i in range(B):
         a = A__bo + i * O
@@ -79,7 +80,7 @@ cdef inline double huber(floating *A__bo, const floating *K__bo, const floating 
         for j in range(O):
             d = a[j] - y[j]
             m = d if d > 0 else -d
-            total += (<floating> 0.5) * d * d if m <= delta else delta * (m - (<floating> 0.5) * delta)
+            total += half * d * d if m <= delta else delta * (m - half * delta)
             g = d if d < delta else delta
             g = g if g > -delta else -delta
             a[j] = scale * g * act_derivative(a[j], k[j], act)
@@ -95,7 +96,7 @@ cdef inline double mae(floating *A__bo, const floating *K__bo, const floating *Y
     cdef floating *a
     cdef const floating *y
     cdef const floating *k
-    cdef floating d, scale = <floating> (1.0 / (batch * O))
+    cdef floating d, sign, scale = <floating> (1.0 / (batch * O))
     cdef double total = 0
     for i in range(B):
         a = A__bo + i * O
@@ -104,7 +105,8 @@ cdef inline double mae(floating *A__bo, const floating *K__bo, const floating *Y
         for j in range(O):
             d = a[j] - y[j]
             total += d if d > 0 else -d
-            a[j] = scale * (<floating> (d > 0) - <floating> (d < 0)) * act_derivative(a[j], k[j], act)
+            sign = <floating> (d > 0) - <floating> (d < 0)
+            a[j] = scale * sign * act_derivative(a[j], k[j], act)
     return total / O
 
 

@@ -461,4 +461,5 @@ def test_overflowing_update_is_not_applied(dtype):
 def test_torch_style_names_are_aliases():
     assert Dense(3, 2, "silu").activation == "swish"
     assert mlp([4, 3], loss="l1").loss == "mae"
-    assert mlp([4, 5, 3], activation="gelu", loss="huber", output_activation="swish").loss == "huber"
+    model = mlp([4, 5, 3], activation="gelu", loss="huber", output_activation="swish")
+    assert model.loss == "huber" and model.layers[-1].activation == "swish"
