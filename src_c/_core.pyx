@@ -571,7 +571,8 @@ def _twin_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
         raise ValueError(kind)
 
 
-def _check_kept(int act, Py_ssize_t kept_size, Py_ssize_t size):
+cdef _check_kept(int act, Py_ssize_t kept_size, Py_ssize_t size):
+    """A twin handed no kept pre-activation for gelu/swish would pass NULL to the kernel."""
     if act_needs_z(act) and kept_size != size:
         raise ValueError("this activation needs its pre-activation, shaped as its output")
 
