@@ -9,17 +9,25 @@ compiled core, so it follows the core's conventions exactly:
   activations, gradients and momentum buffers.
 * Forward: ``Z = A_prev @ W + b``; ``A = act(Z)``.  Activations:
   ``identity``, ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu``
-  (``where(z > 0, z, 0.01 * z)``).  Derivatives are written from the output
-  ``a``: sigmoid ``a*(1-a)``, tanh ``1-a*a``, relu ``a > 0``, leaky_relu
-  ``where(a > 0, 1, 0.01)``, identity ``1``.
+  (``where(z > 0, z, 0.01 * z)``), ``gelu`` (torch's tanh approximation,
+  ``0.5*z*(1 + tanh(sqrt(2/pi)*(z + 0.044715*z**3)))``), ``softplus``
+  (``log(1 + exp(z))``), ``elu`` (``where(z > 0, z, expm1(z))``) and ``swish``
+  (``z*sigmoid(z)``).  The first five's derivatives are written from the
+  output ``a``: sigmoid ``a*(1-a)``, tanh ``1-a*a``, relu ``a > 0``,
+  leaky_relu ``where(a > 0, 1, 0.01)``, identity ``1``; the newer four's are
+  the textbook derivatives in ``z`` (kept only for their layers).
 * Losses (means over the batch of ``B`` rows and ``O`` outputs):
   ``mse`` = mean((A - Y)**2) on the activated output, ``dA = 2*(A-Y)/(B*O)``;
-  ``cross_entropy`` on raw logits with integer targets, ``dZ = (softmax(Z) -
-  onehot(y)) / B``; ``binary_cross_entropy`` on raw logits,
+  ``huber`` (delta 1) = mean(where(|d| <= 1, d**2/2, |d| - 1/2)) with
+  ``d = A - Y``, ``dA = clip(d, -1, 1)/(B*O)``; ``mae`` = mean(|A - Y|),
+  ``dA = sign(A - Y)/(B*O)`` (0 at 0); ``cross_entropy`` on raw logits with
+  integer targets, ``dZ = (softmax(Z) - onehot(y)) / B``;
+  ``binary_cross_entropy`` on raw logits,
   ``mean(max(z,0) - z*y + log1p(exp(-|z|)))``, ``dZ = (sigmoid(Z) - Y)/(B*O)``.
-  For the two cross entropies the last activation must be ``identity``.
+  For the two cross entropies the last activation must be ``identity``; the
+  regression losses (mse, huber, mae) take any.
 * Backward: ``dW = A_prev.T @ dZ``, ``db = dZ.sum(0)``,
-  ``dA_prev = dZ @ W.T``, ``dZ_prev = dA_prev * act'(A_prev)``.
+  ``dA_prev = dZ @ W.T``, ``dZ_prev = dA_prev * act'(Z_prev, A_prev)``.
 * Optional L2 penalty on weights only: objective = loss + wd/2 * sum ||W||^2.
 * SGD as ``torch.optim.SGD`` (dampening 0, decay on weights only):
   ``g = grad (+ wd*W)``; if momentum: ``v = momentum*v + g`` and
@@ -32,11 +40,20 @@ compiled core, so it follows the core's conventions exactly:
   biases are zero.
 """
 
+import math
+
 import numpy as np
 
 LEAKY_SLOPE = 0.01
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu")
-LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
+# Python floats, not NumPy scalars: these must not upcast float32 arrays.
+GELU_K, GELU_C = math.sqrt(2 / math.pi), 0.044715
+HUBER_DELTA = 1.0
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softplus", "elu",
+               "swish")
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy", "huber", "mae")
+REGRESSION = ("mse", "huber", "mae")
+# Activations whose derivative the reference writes from z, so it keeps their z.
+FROM_Z = ("gelu", "softplus", "elu", "swish")
 
 
 def sigmoid(z):
@@ -51,21 +68,44 @@ def softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _gelu_tanh(z):
+    return np.tanh(GELU_K * (z + GELU_C * z * z * z))
+
+
 _FORWARD = {
     "identity": lambda z: z,
     "sigmoid": sigmoid,
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0),
     "leaky_relu": lambda z: np.where(z > 0, z, LEAKY_SLOPE * z),
+    "gelu": lambda z: 0.5 * z * (1 + _gelu_tanh(z)),
+    "softplus": lambda z: np.logaddexp(0, z),
+    "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
+    "swish": lambda z: z * sigmoid(z),
 }
 
-# dZ = dA * act'(a), with the derivative written from the output a.
+
+def _gelu_backward(dA, z):
+    t = _gelu_tanh(z)
+    return dA * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * GELU_K * (1 + 3 * GELU_C * z * z))
+
+
+def _swish_backward(dA, z):
+    s = sigmoid(z)
+    return dA * (s + z * s * (1 - s))
+
+
+# dZ = dA * act'(z, a): from the output a for the first five, from z for the rest.
 _BACKWARD = {
-    "identity": lambda dA, a: dA,
-    "sigmoid": lambda dA, a: dA * (a * (1 - a)),
-    "tanh": lambda dA, a: dA * (1 - a * a),
-    "relu": lambda dA, a: dA * (a > 0),
-    "leaky_relu": lambda dA, a: np.where(a > 0, dA, LEAKY_SLOPE * dA),
+    "identity": lambda dA, z, a: dA,
+    "sigmoid": lambda dA, z, a: dA * (a * (1 - a)),
+    "tanh": lambda dA, z, a: dA * (1 - a * a),
+    "relu": lambda dA, z, a: dA * (a > 0),
+    "leaky_relu": lambda dA, z, a: np.where(a > 0, dA, LEAKY_SLOPE * dA),
+    "gelu": lambda dA, z, a: _gelu_backward(dA, z),
+    "softplus": lambda dA, z, a: dA * sigmoid(z),
+    "elu": lambda dA, z, a: np.where(z > 0, dA, dA * np.exp(np.minimum(z, 0))),
+    "swish": lambda dA, z, a: _swish_backward(dA, z),
 }
 
 
@@ -82,7 +122,7 @@ class NumpyMLP:
                 raise ValueError(f"unknown activation {name!r}")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}")
-        if loss != "mse" and activations[-1] != "identity":
+        if loss not in REGRESSION and activations[-1] != "identity":
             raise ValueError(f"{loss} takes raw logits: last activation must be 'identity'")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -128,19 +168,23 @@ class NumpyMLP:
 
     # --------------------------------------------------------------- forward
     def _forward(self, X):
-        """Return the list of activations [X, A_1, ..., A_L]."""
-        A = [X]
+        """Return the activations [X, A_1, ..., A_L] and the pre-activations
+        [None, Z_1, ..., Z_L] (None for layers whose derivative is written from A)."""
+        A, Z = [X], [None]
         for (W, b), act in zip(self.params, self.activations):
-            A.append(_FORWARD[act](A[-1] @ W + b))
-        return A
+            z = A[-1] @ W + b
+            A.append(_FORWARD[act](z))
+            Z.append(z if act in FROM_Z else None)
+        return A, Z
 
     def forward(self, X):
-        """Network output: logits for the cross entropies, activated output for mse."""
-        return self._forward(self._inputs(X))[-1]
+        """Network output: logits for the cross entropies, activated output for the
+        regression losses."""
+        return self._forward(self._inputs(X))[0][-1]
 
     def predict(self, X):
         """Probabilities: softmax (cross_entropy), sigmoid (binary_cross_entropy),
-        or the output itself (mse)."""
+        or the output itself (mse, huber, mae)."""
         out = self.forward(X)
         if self.loss == "cross_entropy":
             return softmax(out)
@@ -149,14 +193,23 @@ class NumpyMLP:
         return out
 
     # -------------------------------------------------------------- backward
-    def _loss_and_output_delta(self, out, y):
-        """Data loss and dL/dZ for the last layer."""
+    def _loss_and_output_delta(self, out, z, y):
+        """Data loss and dL/dZ for the last layer (out its output, z its pre-activation)."""
         B = out.shape[0]
-        if self.loss == "mse":
+        if self.loss in REGRESSION:
             diff = out - y
-            loss = np.mean(diff * diff)
-            dA = 2 * diff / diff.size
-            return loss, _BACKWARD[self.activations[-1]](dA, out)
+            if self.loss == "mse":
+                loss = np.mean(diff * diff)
+                dA = 2 * diff / diff.size
+            elif self.loss == "huber":
+                magnitude = np.abs(diff)
+                loss = np.mean(np.where(magnitude <= HUBER_DELTA, 0.5 * diff * diff,
+                                        HUBER_DELTA * (magnitude - 0.5 * HUBER_DELTA)))
+                dA = np.clip(diff, -HUBER_DELTA, HUBER_DELTA) / diff.size
+            else:  # mae
+                loss = np.mean(np.abs(diff))
+                dA = np.sign(diff) / diff.size
+            return loss, _BACKWARD[self.activations[-1]](dA, z, out)
         if self.loss == "cross_entropy":
             shifted = out - out.max(axis=1, keepdims=True)
             e = np.exp(shifted)
@@ -173,14 +226,14 @@ class NumpyMLP:
 
     def _data_loss_and_gradients(self, X, y):
         """Data loss (no penalty) and [(dW, db), ...] of the data loss."""
-        A = self._forward(X)
-        loss, dZ = self._loss_and_output_delta(A[-1], y)
+        A, Z = self._forward(X)
+        loss, dZ = self._loss_and_output_delta(A[-1], Z[-1], y)
         grads = [None] * len(self.params)
         for l in range(len(self.params) - 1, -1, -1):
             grads[l] = (A[l].T @ dZ, dZ.sum(axis=0))
             if l > 0:
                 dA = dZ @ self.params[l][0].T
-                dZ = _BACKWARD[self.activations[l - 1]](dA, A[l])
+                dZ = _BACKWARD[self.activations[l - 1]](dA, Z[l], A[l])
         return loss, grads
 
     def _penalty(self, weight_decay):

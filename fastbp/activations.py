@@ -10,16 +10,24 @@ class Activation(IntEnum):
     TANH = 2
     RELU = 3
     LEAKY_RELU = 4
+    GELU = 5
+    SOFTPLUS = 6
+    ELU = 7
+    SWISH = 8
 
 
 #: Negative slope of ``leaky_relu`` (as ``torch.nn.LeakyReLU``'s default).
 LEAKY_RELU_SLOPE = 0.01
 
-_ALIASES = {None: "identity", "linear": "identity", "logistic": "sigmoid"}
+#: ``alpha`` of ``elu`` (as ``torch.nn.ELU``'s default).
+ELU_ALPHA = 1.0
+
+_ALIASES = {None: "identity", "linear": "identity", "logistic": "sigmoid", "silu": "swish"}
 
 
 def activation_code(name):
-    """Return the :class:`Activation` for ``name`` (``None`` means identity).
+    """Return the :class:`Activation` for ``name`` (``None`` means identity, ``"silu"`` is
+    ``"swish"``).
 
     Raises
     ------

@@ -61,8 +61,9 @@ def check_X(X, n_features, dtype, name="X"):
 
 
 def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
-    """Return ``(Y, labels)`` for the C core: dense targets (mse, bce) or class indices
-    (cross-entropy, from integer labels or one-hot rows); the unused one is empty."""
+    """Return ``(Y, labels)`` for the C core: dense targets (the regression losses mse,
+    huber and mae, any real values; bce, in [0, 1]) or class indices (cross-entropy, from
+    integer labels or one-hot rows); the unused one is empty."""
     array = _as_array(y, name)
     if array.ndim == 0 or array.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {array.shape}")

@@ -18,7 +18,10 @@ class Dense:
         Width of the output; ``W`` has shape (in_features, out_features), ``b`` (out_features,).
     activation : str or None
         One of ``"identity"`` (or None), ``"sigmoid"``, ``"tanh"``, ``"relu"``,
-        ``"leaky_relu"`` (negative slope 0.01).
+        ``"leaky_relu"`` (negative slope 0.01), ``"gelu"`` (the tanh approximation, as
+        ``torch.nn.GELU(approximate="tanh")``), ``"softplus"`` (beta 1), ``"elu"`` (alpha 1)
+        or ``"swish"`` (``"silu"``: ``x * sigmoid(x)``). A gelu or swish layer also keeps its
+        pre-activation for backward: one more (batch, out_features) block of workspace.
     init : str, default "auto"
         How the model draws ``W`` (Keras's definitions, with ``fan_in = in_features``,
         ``fan_out = out_features``; see :mod:`fastbp.initializers`): ``"glorot_uniform"``,

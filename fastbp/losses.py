@@ -10,7 +10,14 @@ class Loss(IntEnum):
     MSE = 0
     CROSS_ENTROPY = 1
     BINARY_CROSS_ENTROPY = 2
+    HUBER = 3
+    MAE = 4
 
+
+#: ``delta`` of ``huber`` (as ``torch.nn.HuberLoss``'s default).
+HUBER_DELTA = 1.0
+
+_ALIASES = {"l1": "mae"}
 
 #: Losses that apply their own output function to raw logits (softmax, sigmoid), so the
 #: last layer must have no activation of its own.
@@ -19,11 +26,17 @@ FUSED_OUTPUT = {Loss.CROSS_ENTROPY: "softmax", Loss.BINARY_CROSS_ENTROPY: "sigmo
 #: Losses whose predictions are classes (evaluate reports accuracy for these).
 CLASSIFICATION = (Loss.CROSS_ENTROPY, Loss.BINARY_CROSS_ENTROPY)
 
+#: Losses on real-valued targets, computed on the last layer's activated output (any
+#: activation); evaluate reports only the loss for these.
+REGRESSION = (Loss.MSE, Loss.HUBER, Loss.MAE)
+
 
 def loss_code(name):
-    """Return the :class:`Loss` for ``name``; unknown names list the valid ones."""
-    if isinstance(name, str) and name.upper() in Loss.__members__:
-        return Loss[name.upper()]
+    """Return the :class:`Loss` for ``name`` (``"l1"`` means ``"mae"``); unknown names list
+    the valid ones."""
+    key = _ALIASES.get(name, name) if isinstance(name, str) else name
+    if isinstance(key, str) and key.upper() in Loss.__members__:
+        return Loss[key.upper()]
     valid = ", ".join(repr(item.name.lower()) for item in Loss)
     raise ValueError(f"loss={name!r} is not known; valid losses: {valid}")
 

@@ -48,10 +48,13 @@ class Sequential:
     ----------
     layers : sequence of Dense
         Consecutive widths must chain: ``layers[i].out_features == layers[i+1].in_features``.
-    loss : {"mse", "cross_entropy", "binary_cross_entropy"}, default "mse"
+    loss : {"mse", "huber", "mae", "cross_entropy", "binary_cross_entropy"}, default "mse"
         ``cross_entropy`` applies softmax and ``binary_cross_entropy`` applies sigmoid to the
         last layer's raw outputs (logits), so that layer must have ``activation=None``.
-        ``mse`` is computed on the last layer's activated output.
+        The regression losses are computed on the last layer's activated output (any
+        activation), averaged over samples and outputs: ``mse`` squared error, ``huber``
+        (delta 1, as ``torch.nn.HuberLoss``) and ``mae`` (alias ``"l1"``, as
+        ``torch.nn.L1Loss``; its gradient at a zero residual is 0).
     dtype : {"float32", "float64"}, default "float32"
         Precision of parameters and arithmetic; inputs are converted once per call.
     seed : int or None
@@ -152,7 +155,8 @@ class Sequential:
         str
             Per layer: widths, activation, parameter count; then the bytes of the
             parameter, gradient and optimizer-state buffers and of the training workspace
-            (gathered input batch, every layer's output, one delta scratch block).
+            (gathered input batch, every layer's output, every hidden layer's delta, and the
+            pre-activation of each gelu or swish layer).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         plan, itemsize = self._plan, self.dtype.itemsize
@@ -219,7 +223,8 @@ class Sequential:
         -------
         ndarray of shape (n_samples, n_outputs)
             Class probabilities (softmax) for ``cross_entropy``, per-output probabilities
-            (sigmoid) for ``binary_cross_entropy``, the last layer's output for ``mse``.
+            (sigmoid) for ``binary_cross_entropy``, the last layer's output for the regression
+            losses (``mse``, ``huber``, ``mae``).
         """
         X = self._check_X(X)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)

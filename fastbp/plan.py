@@ -19,7 +19,9 @@ class Plan:
 
     Attributes read by ``fastbp._core``: ``table`` (int64, one row per layer:
     n_in, n_out, activation code, weight offset, bias offset), ``loss_code``, ``n_weights``,
-    ``params``, ``grads``, ``state`` (optimizer) and ``workspace``.
+    ``params``, ``grads``, ``state`` (optimizer) and ``workspace``. The workspace's layout
+    is the core's (``workspace_row_length`` elements per sample row, which include a
+    pre-activation block for each gelu or swish layer); Python only sizes it.
     """
 
     def __init__(self, specs, loss_code, dtype):

@@ -5,10 +5,13 @@
 # B. Memory layout: params/grads/state are flat, all weights then all biases; layer l's weight
 #    W__io is (n_in x n_out) row-major at offset w, its bias at offset b. The workspace holds,
 #    for a capacity of C sample rows, C x width blocks: the gathered input batch (n_in of
-#    layer 0), each layer's output (a), and each hidden layer's delta (d; the last layer's
-#    delta overwrites its output, which nothing needs after the loss). Outputs stay intact
+#    layer 0), each layer's output (a), each hidden layer's delta (d; the last layer's
+#    delta overwrites its output, which nothing needs after the loss), and last, only for
+#    layers whose activation's derivative needs it (gelu, swish), the pre-activation (z):
+#    other networks keep exactly the layout and work they had. Outputs stay intact
 #    through backward, so deltas (row-local) and weight gradients (needing every row) can be
-#    computed in two separate sweeps, each split across threads without overlap.
+#    computed in two separate sweeps, each split across threads without overlap; a z block
+#    is row-local like a, so threads taking rows r0:r1 of a also take rows r0:r1 of z.
 # C. Why: one entry call runs every mini-batch of an epoch inside a single `nogil` block with
 #    no allocation and no Python; errors become status codes raised once back in Python.
 from cython cimport floating
@@ -19,13 +22,15 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from _blas cimport mm_nn, mm_nt, mm_tn, mm_tn_rows
-from _activations cimport (bias_act, act_backward, LEAKY_SLOPE, ACT_IDENTITY, ACT_SIGMOID,
-                           ACT_TANH, ACT_RELU, ACT_LEAKY_RELU)
-from _losses cimport (loss_backward, output_activation, LOSS_MSE, LOSS_CROSS_ENTROPY,
-                      LOSS_BINARY_CROSS_ENTROPY)
+from _activations cimport (bias_act, act_backward, act_needs_z, LEAKY_SLOPE,
+                           ELU_ALPHA as _ELU_ALPHA, ACT_IDENTITY, ACT_SIGMOID, ACT_TANH,
+                           ACT_RELU, ACT_LEAKY_RELU, ACT_GELU, ACT_SOFTPLUS, ACT_ELU, ACT_SWISH)
+from _losses cimport (loss_backward, output_activation, HUBER_DELTA as _HUBER_DELTA,
+                      LOSS_MSE, LOSS_CROSS_ENTROPY, LOSS_BINARY_CROSS_ENTROPY, LOSS_HUBER,
+                      LOSS_MAE)
 from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_gradients,
-                     update_norm, l2_norm, measure_bounds, max_magnitude, n_slots, OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP,
-                     OPT_ADAGRAD)
+                     update_norm, l2_norm, measure_bounds, max_magnitude, n_slots, OPT_SGD,
+                     OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD)
 
 import numpy as np
 
@@ -37,15 +42,19 @@ cdef enum:
 # The C codes, by name; fastbp's IntEnum twins are tested against this table.
 CODES = {
     "ACT_IDENTITY": ACT_IDENTITY, "ACT_SIGMOID": ACT_SIGMOID, "ACT_TANH": ACT_TANH,
-    "ACT_RELU": ACT_RELU, "ACT_LEAKY_RELU": ACT_LEAKY_RELU,
+    "ACT_RELU": ACT_RELU, "ACT_LEAKY_RELU": ACT_LEAKY_RELU, "ACT_GELU": ACT_GELU,
+    "ACT_SOFTPLUS": ACT_SOFTPLUS, "ACT_ELU": ACT_ELU, "ACT_SWISH": ACT_SWISH,
     "LOSS_MSE": LOSS_MSE, "LOSS_CROSS_ENTROPY": LOSS_CROSS_ENTROPY,
-    "LOSS_BINARY_CROSS_ENTROPY": LOSS_BINARY_CROSS_ENTROPY,
+    "LOSS_BINARY_CROSS_ENTROPY": LOSS_BINARY_CROSS_ENTROPY, "LOSS_HUBER": LOSS_HUBER,
+    "LOSS_MAE": LOSS_MAE,
     "OPT_SGD": OPT_SGD, "OPT_ADAM": OPT_ADAM, "OPT_ADAMW": OPT_ADAMW,
     "OPT_RMSPROP": OPT_RMSPROP, "OPT_ADAGRAD": OPT_ADAGRAD,
     "STATUS_OK": STATUS_OK, "STATUS_NONFINITE_LOSS": STATUS_NONFINITE_LOSS,
     "STATUS_NONFINITE_PARAMS": STATUS_NONFINITE_PARAMS,
 }
 LEAKY_RELU_SLOPE = LEAKY_SLOPE
+ELU_ALPHA = _ELU_ALPHA
+HUBER_DELTA = _HUBER_DELTA
 
 # Columns of plan.table, one row per Dense layer.
 cdef enum:
@@ -60,7 +69,7 @@ cdef int INT_MAX = 2147483647
 
 
 cdef struct Layer:
-    Py_ssize_t n_in, n_out, w, b, a, d
+    Py_ssize_t n_in, n_out, w, b, a, d, z  # z = -1: the layer keeps no pre-activation
     int act
 
 cdef struct Net:
@@ -72,10 +81,13 @@ cdef struct Net:
 # ---------------------------------------------------------------- plan unpacking (with GIL)
 
 def workspace_row_length(const long long[:, ::1] table):
-    """Workspace elements per sample row: layer-0 input, every output, every hidden delta."""
+    """Workspace elements per sample row: layer-0 input, every output, every hidden delta,
+    and the pre-activation of each layer whose activation needs it (gelu, swish)."""
     cdef Py_ssize_t l, total = table[0, COL_N_IN]
     for l in range(table.shape[0]):
         total += table[l, COL_N_OUT] * (2 if l < table.shape[0] - 1 else 1)
+        if act_needs_z(<int> table[l, COL_ACT]):
+            total += table[l, COL_N_OUT]
     return total
 
 
@@ -115,7 +127,18 @@ cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
             a += net.capacity * net.layers[l].n_out
         else:
             net.layers[l].d = net.layers[l].a
+    for l in range(net.n_layers):  # pre-activation blocks last, only where needed
+        if act_needs_z(net.layers[l].act):
+            net.layers[l].z = a
+            a += net.capacity * net.layers[l].n_out
+        else:
+            net.layers[l].z = -1
     return net
+
+
+cdef inline floating *_zrows(Layer *L, floating *ws, Py_ssize_t r0) noexcept nogil:
+    """Rows r0: of layer L's kept pre-activation, or NULL if its activation keeps none."""
+    return ws + L.z + r0 * L.n_out if L.z >= 0 else NULL
 
 
 cdef inline const floating *_cptr2(const floating[:, ::1] a) noexcept nogil:
@@ -224,7 +247,7 @@ cdef void _forward(Net *net, const floating *P, floating *ws, const floating *Xb
         L = &net.layers[l]
         Z = (out if (out != NULL and l == net.n_layers - 1) else ws + L.a) + r0 * L.n_out
         mm_nn(A_prev, P + L.w, Z, <int> rows, <int> L.n_in, <int> L.n_out, <floating> 0)
-        bias_act(Z, P + L.b, rows, L.n_out, L.act)
+        bias_act(Z, P + L.b, rows, L.n_out, L.act, _zrows(L, ws, r0))
         A_prev = Z
 
 
@@ -250,8 +273,8 @@ cdef void _deltas(Net *net, const floating *P, floating *ws, Py_ssize_t r0,
         prev = &net.layers[l - 1]
         mm_nt(ws + L.d + r0 * L.n_out, P + L.w, ws + prev.d + r0 * L.n_in, <int> rows,
               <int> L.n_out, <int> L.n_in, <floating> 0)
-        act_backward(ws + prev.d + r0 * L.n_in, ws + prev.a + r0 * L.n_in, rows * L.n_in,
-                     prev.act)
+        act_backward(ws + prev.d + r0 * L.n_in, ws + prev.a + r0 * L.n_in,
+                     _zrows(prev, ws, r0), rows * L.n_in, prev.act)
 
 
 cdef void _weight_gradients(Net *net, floating *G, floating *ws, const floating *Xb,
@@ -282,8 +305,8 @@ cdef double _loss_and_backward(Net *net, const floating *P, floating *G, floatin
     cdef Layer *last = &net.layers[net.n_layers - 1]
     cdef double loss
     _forward(net, P, ws, Xb, 0, B, NULL)
-    loss = loss_backward(net.loss, last.act, ws + last.a, Y, labels, idx, B, last.n_out,
-                         B) / B
+    loss = loss_backward(net.loss, last.act, ws + last.a, _zrows(last, ws, 0), Y, labels, idx,
+                         B, last.n_out, B) / B
     if isfinite(loss):
         _deltas(net, P, ws, 0, B)
         _weight_gradients(net, G, ws, Xb, B, 0, 1)
@@ -309,10 +332,12 @@ cdef double _batch_gradients_parallel(Net *net, const floating *P, floating *G, 
             _gather(X, idx + r0, r1 - r0, F, ws + r0 * F)
         _forward(net, P, ws, Xb, r0, r1, NULL)
         if idx != NULL:
-            loss += loss_backward(net.loss, last.act, ws + last.a + r0 * last.n_out, Y,
-                                  labels, idx + r0, r1 - r0, last.n_out, B)
+            loss += loss_backward(net.loss, last.act, ws + last.a + r0 * last.n_out,
+                                  _zrows(last, ws, r0), Y, labels, idx + r0, r1 - r0,
+                                  last.n_out, B)
         else:
             loss += loss_backward(net.loss, last.act, ws + last.a + r0 * last.n_out,
+                                  _zrows(last, ws, r0),
                                   Y + (start + r0) * y_cols if Y != NULL else NULL,
                                   labels + start + r0 if labels != NULL else NULL, NULL,
                                   r1 - r0, last.n_out, B)
@@ -564,6 +589,7 @@ def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                     memcpy(&out[start, 0], Z, B * n_out * sizeof(floating))
                 total += loss_backward(
                     net.loss, net.layers[net.n_layers - 1].act, Z,
+                    _zrows(&net.layers[net.n_layers - 1], &ws[0], 0),
                     _cptr2(Y) + (start * y_cols if Y.shape[0] > 0 else 0),
                     _iptr(labels) + (start if labels.shape[0] > 0 else 0),
                     NULL, B, n_out, B)
@@ -641,20 +667,34 @@ def _twin_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
         raise ValueError(kind)
 
 
-def _twin_bias_act(floating[:, ::1] Z, const floating[::1] b, int act):
-    bias_act(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1], act)
+cdef _check_kept(int act, Py_ssize_t kept_size, Py_ssize_t size):
+    """A twin handed no kept pre-activation for gelu/swish would pass NULL to the kernel."""
+    if act_needs_z(act) and kept_size != size:
+        raise ValueError("this activation needs its pre-activation, shaped as its output")
 
 
-def _twin_act_backward(floating[::1] A, const floating[::1] dA, int act):
-    """A = dA ⊙ act'(A), through act_backward (which scales a delta buffer in place)."""
+def _twin_bias_act(floating[:, ::1] Z, const floating[::1] b, int act, floating[:, ::1] K):
+    """Z = act(Z + b) in place; K (empty unless the activation keeps z) receives Z + b."""
+    _check_kept(act, K.size, Z.size)
+    bias_act(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1], act, &K[0, 0] if K.size else NULL)
+
+
+def _twin_act_backward(floating[::1] A, const floating[::1] K, const floating[::1] dA,
+                       int act):
+    """A = dA ⊙ act', through act_backward (which scales a delta buffer in place); act' from
+    the output A, or from the pre-activation K (empty unless the activation keeps z)."""
     cdef floating[::1] D = np.array(dA)
-    act_backward(&D[0], &A[0], A.shape[0], act)
+    _check_kept(act, K.shape[0], A.shape[0])
+    act_backward(&D[0], &A[0], &K[0] if K.shape[0] else NULL, A.shape[0], act)
     A[:] = D
 
 
-def _twin_loss(int loss, int act, floating[:, ::1] Z, const floating[:, ::1] Y,
-               const Py_ssize_t[::1] labels):
-    return loss_backward(loss, act, &Z[0, 0], _cptr2(Y), _iptr(labels), NULL,
+def _twin_loss(int loss, int act, floating[:, ::1] Z, const floating[:, ::1] K,
+               const floating[:, ::1] Y, const Py_ssize_t[::1] labels):
+    """Mean loss over Z's rows, leaving dLoss/dZ in Z; K as for _twin_bias_act."""
+    _check_kept(act if loss != LOSS_CROSS_ENTROPY and loss != LOSS_BINARY_CROSS_ENTROPY
+                else ACT_IDENTITY, K.size, Z.size)
+    return loss_backward(loss, act, &Z[0, 0], _cptr2(K), _cptr2(Y), _iptr(labels), NULL,
                          Z.shape[0], Z.shape[1], Z.shape[0]) / Z.shape[0]
 
 

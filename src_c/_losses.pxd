@@ -2,8 +2,11 @@
 #    and overwrites them IN PLACE with dLoss/dZ, scaled for a mean over a batch of `batch`
 #    rows (B < batch when threads share a batch). It returns the SUM over its rows of each
 #    row's loss (accumulated in double even for float32 models); divide by batch for the mean.
-# B. Targets: row r's target is row idx[r] (or r when idx is NULL) of Y__no (mse, bce) or of
-#    labels (cross-entropy class indices, validated in Python before the call).
+# B. Targets: row r's target is row idx[r] (or r when idx is NULL) of Y__no (mse, huber, mae,
+#    bce) or of labels (cross-entropy class indices, validated in Python before the call).
+#    The regression losses (mse, huber, mae) take the ACTIVATED output A__bo of any
+#    activation and go through its derivative; for gelu and swish that derivative reads the
+#    layer's kept pre-activation K__bo (same rows; NULL for the other activations).
 # C. Why from logits: softmax and sigmoid are fused into their losses and computed with
 #    log-sum-exp / exp(-|z|), so no overflow and one exp per element, one log per row.
 #    Codes are mirrored by fastbp.losses.Loss (a test asserts they agree).
@@ -15,27 +18,95 @@ cdef enum:
     LOSS_MSE = 0
     LOSS_CROSS_ENTROPY = 1
     LOSS_BINARY_CROSS_ENTROPY = 2
+    LOSS_HUBER = 3
+    LOSS_MAE = 4
+
+cdef extern from *:
+    """
+    #define FASTBP_HUBER_DELTA 1.0  /* torch.nn.HuberLoss's default delta */
+    """
+    double HUBER_DELTA "FASTBP_HUBER_DELTA"
 
 
 cdef inline Py_ssize_t _row(const Py_ssize_t *idx, Py_ssize_t r) noexcept nogil:
     return idx[r] if idx != NULL else r
 
 
-cdef inline double mse(floating *A__bo, const floating *Y__no, const Py_ssize_t *idx,
-                       Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch, int act) noexcept nogil:
+cdef inline const floating *_pre(const floating *K__bo, floating *a, Py_ssize_t i,
+                                 Py_ssize_t O) noexcept nogil:
+    """Row i of the kept pre-activation, or the output row itself where none is kept (its
+    activation's derivative then does not read it)."""
+    return K__bo + i * O if K__bo != NULL else a
+
+
+cdef inline double mse(floating *A__bo, const floating *K__bo, const floating *Y__no,
+                       const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch,
+                       int act) noexcept nogil:
     """(A - Y)² averaged over outputs; gradient 2(A - Y)/(batch·O), through the activation."""
     cdef Py_ssize_t i, j
     cdef floating *a
     cdef const floating *y
+    cdef const floating *k
     cdef floating d, scale = <floating> (2.0 / (batch * O))
     cdef double total = 0
     for i in range(B):
         a = A__bo + i * O
+        k = _pre(K__bo, a, i, O)
         y = Y__no + _row(idx, i) * O
         for j in range(O):
             d = a[j] - y[j]
             total += d * d
-            a[j] = scale * d * act_derivative(a[j], act)
+            a[j] = scale * d * act_derivative(a[j], k[j], act)
+    return total / O
+
+
+cdef inline double huber(floating *A__bo, const floating *K__bo, const floating *Y__no,
+                         const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch,
+                         int act) noexcept nogil:
+    """With d = A - Y: d²/2 where |d| <= delta, else delta·(|d| - delta/2), averaged over
+    outputs (torch.nn.HuberLoss); gradient clamp(d, -delta, delta)/(batch·O), through the
+    activation."""
+    cdef Py_ssize_t i, j
+    cdef floating *a
+    cdef const floating *y
+    cdef const floating *k
+    cdef floating d, m, g, delta = <floating> HUBER_DELTA, half = <floating> 0.5
+    cdef floating scale = <floating> (1.0 / (batch * O))
+    cdef double total = 0
+    for i in range(B):
+        a = A__bo + i * O
+        k = _pre(K__bo, a, i, O)
+        y = Y__no + _row(idx, i) * O
+        for j in range(O):
+            d = a[j] - y[j]
+            m = d if d > 0 else -d
+            total += half * d * d if m <= delta else delta * (m - half * delta)
+            g = d if d < delta else delta
+            g = g if g > -delta else -delta
+            a[j] = scale * g * act_derivative(a[j], k[j], act)
+    return total / O
+
+
+cdef inline double mae(floating *A__bo, const floating *K__bo, const floating *Y__no,
+                       const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch,
+                       int act) noexcept nogil:
+    """|A - Y| averaged over outputs (torch.nn.L1Loss); gradient sign(A - Y)/(batch·O), with
+    sign(0) = 0 as torch's, through the activation."""
+    cdef Py_ssize_t i, j
+    cdef floating *a
+    cdef const floating *y
+    cdef const floating *k
+    cdef floating d, sign, scale = <floating> (1.0 / (batch * O))
+    cdef double total = 0
+    for i in range(B):
+        a = A__bo + i * O
+        k = _pre(K__bo, a, i, O)
+        y = Y__no + _row(idx, i) * O
+        for j in range(O):
+            d = a[j] - y[j]
+            total += d if d > 0 else -d
+            sign = <floating> (d > 0) - <floating> (d < 0)
+            a[j] = scale * sign * act_derivative(a[j], k[j], act)
     return total / O
 
 
@@ -96,19 +167,26 @@ cdef inline double binary_cross_entropy(floating *Z__bo, const floating *Y__no,
     return total / O
 
 
-cdef inline double loss_backward(int loss, int act, floating *Z__bo, const floating *Y__no,
-                                 const Py_ssize_t *labels, const Py_ssize_t *idx,
-                                 Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch) noexcept nogil:
+cdef inline double loss_backward(int loss, int act, floating *Z__bo, const floating *K__bo,
+                                 const floating *Y__no, const Py_ssize_t *labels,
+                                 const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O,
+                                 Py_ssize_t batch) noexcept nogil:
+    """The loss's sum over B rows, leaving dLoss/dZ in Z (see A); K as in B."""
     if loss == LOSS_CROSS_ENTROPY:
         return cross_entropy(Z__bo, labels, idx, B, O, batch)
     if loss == LOSS_BINARY_CROSS_ENTROPY:
         return binary_cross_entropy(Z__bo, Y__no, idx, B, O, batch)
-    return mse(Z__bo, Y__no, idx, B, O, batch, act)
+    if loss == LOSS_HUBER:
+        return huber(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
+    if loss == LOSS_MAE:
+        return mae(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
+    return mse(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
 
 
 cdef inline void output_activation(int loss, floating *Z__bo, Py_ssize_t B,
                                    Py_ssize_t O) noexcept nogil:
-    """What predict returns: softmax for cross-entropy, sigmoid for bce, output as is for mse."""
+    """What predict returns: softmax for cross-entropy, sigmoid for bce, the output as is for
+    the regression losses."""
     cdef Py_ssize_t i, j
     cdef floating *z
     cdef floating zmax, s

@@ -1,6 +1,6 @@
-/* Small C helpers for the Cython kernels: a vectorisable float32 exp, magnitude bits (for
- * exact max|x| by an integer reduction, which vectorises where a float max does not) and a
- * prefetch.
+/* Small C helpers for the Cython kernels: a vectorisable float32 exp (and expm1, log1p on
+ * [0, 1]), magnitude bits (for exact max|x| by an integer reduction, which vectorises where a
+ * float max does not) and a prefetch.
  *
  * A. Why: libm's expf is an opaque call, so a loop calling it runs one element at a time;
  *    this inline version is plain arithmetic that GCC vectorises at -O3. Measured on the
@@ -11,6 +11,8 @@
  * C. Range: the reduction runs on x clamped to [-87, 88], so 2^n stays a normal float; the
  *    result is then 0 below -87 (true value < 1.7e-38, the smallest normal float's
  *    neighbourhood) and +inf above 88.7 (true overflow). Both are selects, not branches.
+ * D. expm1 and log1p (elu, softplus) near 0 would lose every digit to cancellation as
+ *    exp(x) - 1 and log(1 + x); both are polynomials there, kept vectorisable (see each).
  */
 #ifndef FASTBP_VECMATH_H
 #define FASTBP_VECMATH_H
@@ -33,6 +35,28 @@ static inline float fastbp_expf(float x_in)
     memcpy(&scale, &bits, sizeof scale);
     p = x_in < -87.0f ? 0.0f : p * scale;
     return x_in > 88.72f ? INFINITY : p;
+}
+
+/* exp(x) - 1 without cancellation: for |x| < ln2/2 the degree-7 Taylor polynomial of exp
+ * without its leading 1 (truncation < 2e-8 relative), elsewhere expf(x) - 1, whose result is
+ * then at least 0.29 in magnitude. Both are computed and one selected, so loops vectorise. */
+static inline float fastbp_expm1f(float x)
+{
+    float p = x * (1.0f + x * (0.5f + x * (1.66666667e-1f + x * (4.16666667e-2f
+              + x * (8.33333333e-3f + x * (1.38888889e-3f + x * 1.98412698e-4f))))));
+    float e = fastbp_expf(x) - 1.0f;
+    return (x > -0.346573590f && x < 0.346573590f) ? p : e;
+}
+
+/* log(1 + x) for x in [0, 1] (softplus takes it of exp(-|z|)): 2·atanh(s) with
+ * s = x / (2 + x) in [0, 1/3], whose odd series to s^13 truncates below 2e-8 relative; s is
+ * exact to rounding, so small x keep their digits (1 + x would drop them). */
+static inline float fastbp_log1pf(float x)
+{
+    float s = x / (2.0f + x);
+    float s2 = s * s;
+    return 2.0f * s * (1.0f + s2 * (3.33333333e-1f + s2 * (2.0e-1f + s2 * (1.42857143e-1f
+           + s2 * (1.11111111e-1f + s2 * (9.09090909e-2f + s2 * 7.69230769e-2f))))));
 }
 
 /* The magnitude of x as an integer that orders like |x|: the bits with the sign cleared.

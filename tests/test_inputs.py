@@ -10,7 +10,7 @@ from fastbp import SGD, Adagrad, Adam, AdamW, Dense, DivergenceError, RMSprop, S
 SIZES = [4, 5, 3]  # n_features, hidden, n_outputs: nothing square
 N_SAMPLES = 11     # batch_size 4 leaves a partial last batch
 DTYPES = ["float32", "float64"]
-LOSSES = ["mse", "cross_entropy", "binary_cross_entropy"]
+LOSSES = ["mse", "cross_entropy", "binary_cross_entropy", "huber", "mae"]
 FIT = dict(epochs=2, batch_size=4, shuffle=True)
 
 
@@ -21,8 +21,8 @@ def make_model(loss, dtype, seed=0):
 def canonical_data(loss):
     """(X, y) with small integer values, exact in every dtype the variants below use.
 
-    X is a C-contiguous float64 array; y is float64 targets (mse, bce) or intp labels
-    (cross_entropy)."""
+    X is a C-contiguous float64 array; y is float64 targets (mse, huber, mae, bce) or intp
+    labels (cross_entropy)."""
     rng = np.random.default_rng(0)
     X = rng.integers(-3, 4, size=(N_SAMPLES, SIZES[0])).astype(np.float64)
     if loss == "cross_entropy":
@@ -255,11 +255,11 @@ def test_bad_X_is_refused(bad, call):
 
 
 ANY_LOSS = LOSSES
-DENSE_TARGETS = ["mse", "binary_cross_entropy"]
+DENSE_TARGETS = ["mse", "binary_cross_entropy", "huber", "mae"]
 BAD_Y = [  # (name, losses it applies to, make bad y from a good one, exception, pattern)
     ("nan", ANY_LOSS, lambda y: with_entry(y, np.nan, float), ValueError, "y contains NaN"),
     ("inf", ANY_LOSS, lambda y: with_entry(y, np.inf, float), ValueError, "y contains NaN or inf"),
-    ("overflows-float32", ["mse"], lambda y: with_entry(y, 1e300), ValueError,
+    ("overflows-float32", ["mse", "huber", "mae"], lambda y: with_entry(y, 1e300), ValueError,
      "y contains NaN or inf"),
     ("too-short", ANY_LOSS, lambda y: y[:-1], ValueError, "X has 11 samples but y has 10"),
     ("too-long", ANY_LOSS, lambda y: np.concatenate([y, y[:1]]), ValueError,
@@ -395,8 +395,9 @@ def test_check_gradients_refuses_a_non_model():
         fastbp.check_gradients("model", X, y)
 
 
-VALID_ACTIVATIONS = "valid activations: 'identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu'"
-VALID_LOSSES = "valid losses: 'mse', 'cross_entropy', 'binary_cross_entropy'"
+VALID_ACTIVATIONS = ("valid activations: 'identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu', "
+                     "'gelu', 'softplus', 'elu', 'swish'")
+VALID_LOSSES = "valid losses: 'mse', 'cross_entropy', 'binary_cross_entropy', 'huber', 'mae'"
 BAD_MODELS = {  # name -> (build, exception, pattern)
     "dense-zero-inputs": (lambda: Dense(0, 3), ValueError, "in_features must be >= 1"),
     "dense-zero-outputs": (lambda: Dense(3, 0), ValueError, "out_features must be >= 1"),
@@ -404,10 +405,10 @@ BAD_MODELS = {  # name -> (build, exception, pattern)
     "dense-bool-width": (lambda: Dense(3, True), TypeError, "out_features must be an integer"),
     "dense-unknown-activation": (lambda: Dense(3, 2, "softmax"), ValueError,
                                  f"activation='softmax' is not known; {VALID_ACTIVATIONS}"),
-    "mlp-unknown-activation": (lambda: mlp([4, 5, 3], activation="swish"), ValueError,
-                               f"activation='swish' is not known; {VALID_ACTIVATIONS}"),
-    "mlp-unknown-output-activation": (lambda: mlp([4, 5, 3], output_activation="gelu"),
-                                      ValueError, "activation='gelu' is not known"),
+    "mlp-unknown-activation": (lambda: mlp([4, 5, 3], activation="mish"), ValueError,
+                               f"activation='mish' is not known; {VALID_ACTIVATIONS}"),
+    "mlp-unknown-output-activation": (lambda: mlp([4, 5, 3], output_activation="selu"),
+                                      ValueError, "activation='selu' is not known"),
     "mlp-one-size": (lambda: mlp([4]), ValueError, "sizes needs at least"),
     "unknown-loss": (lambda: mlp([4, 3], loss="hinge"), ValueError,
                      f"loss='hinge' is not known; {VALID_LOSSES}"),
@@ -428,6 +429,9 @@ BAD_MODELS = {  # name -> (build, exception, pattern)
     "bce-output-sigmoid": (
         lambda: mlp([4, 5, 3], loss="binary_cross_entropy", output_activation="sigmoid"),
         ValueError, r"sigmoid.*layers\[1\].*activation=None, not 'sigmoid'"),
+    "cross-entropy-output-gelu": (
+        lambda: mlp([4, 5, 3], loss="cross_entropy", output_activation="gelu"),
+        ValueError, r"softmax.*layers\[1\].*activation=None, not 'gelu'"),
 }
 
 
@@ -469,3 +473,10 @@ def test_overflowing_update_is_not_applied(dtype):
         model.fit(X, y, epochs=1, batch_size=4, optimizer=optimizer)
     np.testing.assert_array_equal(model.parameters, before)
     np.testing.assert_array_equal(model._plan.state, state)
+
+
+def test_torch_style_names_are_aliases():
+    assert Dense(3, 2, "silu").activation == "swish"
+    assert mlp([4, 3], loss="l1").loss == "mae"
+    model = mlp([4, 5, 3], activation="gelu", loss="huber", output_activation="swish")
+    assert model.loss == "huber" and model.layers[-1].activation == "swish"

@@ -50,6 +50,25 @@ def test_round_trip_keeps_architecture_and_outputs(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
+@pytest.mark.parametrize("loss", ["huber", "l1"])
+def test_newer_activations_and_regression_losses_round_trip(tmp_path, loss):
+    """Saved by canonical name ("l1" is saved as "mae"), loaded into the same layout (the
+    gelu/swish layers' kept pre-activations included), resumed exactly."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(40, 6)), rng.normal(size=(40, 2))
+    model = fb.Sequential([fb.Dense(6, 8, "gelu"), fb.Dense(8, 7, "silu"), fb.Dense(7, 5, "elu"),
+                           fb.Dense(5, 2, "softplus")], loss=loss, seed=2)
+    model.fit(X, y, epochs=2, **EPOCHS)
+    model.save(tmp_path / "m.npz")
+    loaded = fb.load(tmp_path / "m.npz")
+    assert loaded.loss == ("mae" if loss == "l1" else "huber")
+    assert [layer.activation for layer in loaded.layers] == ["gelu", "swish", "elu", "softplus"]
+    assert loaded._plan.row_length == model._plan.row_length
+    model.fit(X, y, epochs=1, **EPOCHS)
+    loaded.fit(X, y, epochs=1, **EPOCHS)
+    np.testing.assert_array_equal(loaded.parameters, model.parameters)
+
+
 def test_untrained_model_saves_without_optimizer(tmp_path):
     model = fb.mlp([3, 2], seed=0)
     model.save(tmp_path / "m.npz")

@@ -14,7 +14,8 @@ from scipy.special import expit, logsumexp, softmax
 
 import fastbp
 from fastbp import Activation, Loss, _native
-from fastbp.activations import LEAKY_RELU_SLOPE
+from fastbp.activations import ELU_ALPHA, LEAKY_RELU_SLOPE
+from fastbp.losses import CLASSIFICATION, HUBER_DELTA, REGRESSION
 from fastbp.optimizers import OptimizerCode
 
 DTYPES = [np.float32, np.float64]
@@ -34,21 +35,49 @@ def core(request):
 #: Logits to push the fused losses to their limits, per dtype.
 EXTREME_LOGIT = {np.float32: 80.0, np.float64: 1e4}
 
+GELU_K, GELU_C = np.sqrt(2 / np.pi), 0.044715  # torch.nn.GELU(approximate="tanh")
+#: Activations whose layers keep their pre-activation z (their derivative needs it).
+KEEPS_Z = (Activation.GELU, Activation.SWISH)
+
+
+def gelu(z):
+    return 0.5 * z * (1 + np.tanh(GELU_K * (z + GELU_C * z**3)))
+
+
+def gelu_derivative(z):
+    t = np.tanh(GELU_K * (z + GELU_C * z**3))
+    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * GELU_K * (1 + 3 * GELU_C * z * z)
+
+
 ACT_FORWARD = {
     Activation.IDENTITY: lambda z: z,
     Activation.SIGMOID: expit,
     Activation.TANH: np.tanh,
     Activation.RELU: lambda z: np.maximum(z, 0),
     Activation.LEAKY_RELU: lambda z: np.where(z > 0, z, LEAKY_RELU_SLOPE * z),
+    Activation.GELU: gelu,
+    Activation.SOFTPLUS: lambda z: np.logaddexp(0, z),
+    Activation.ELU: lambda z: np.where(z > 0, z, ELU_ALPHA * np.expm1(np.minimum(z, 0))),
+    Activation.SWISH: lambda z: z * expit(z),
 }
-# act'(z) written from a = act(z), as the core documents.
+# act' from (z, a = act(z)): from a where the core documents it so, else the textbook
+# derivative in z (the newer activations), so the core's own rewriting is checked too.
 ACT_DERIVATIVE = {
-    Activation.IDENTITY: lambda a: np.ones_like(a),
-    Activation.SIGMOID: lambda a: a * (1 - a),
-    Activation.TANH: lambda a: 1 - a * a,
-    Activation.RELU: lambda a: (a > 0).astype(a.dtype),
-    Activation.LEAKY_RELU: lambda a: np.where(a > 0, 1.0, LEAKY_RELU_SLOPE),
+    Activation.IDENTITY: lambda z, a: np.ones_like(a),
+    Activation.SIGMOID: lambda z, a: a * (1 - a),
+    Activation.TANH: lambda z, a: 1 - a * a,
+    Activation.RELU: lambda z, a: (a > 0).astype(a.dtype),
+    Activation.LEAKY_RELU: lambda z, a: np.where(a > 0, 1.0, LEAKY_RELU_SLOPE),
+    Activation.GELU: lambda z, a: gelu_derivative(z),
+    Activation.SOFTPLUS: lambda z, a: expit(z),
+    Activation.ELU: lambda z, a: np.where(z > 0, 1.0, ELU_ALPHA * np.exp(np.minimum(z, 0))),
+    Activation.SWISH: lambda z, a: expit(z) * (1 + z * (1 - expit(z))),
 }
+
+
+def kept(act, Z):
+    """What a twin takes as the kept pre-activation: Z for gelu/swish, else empty."""
+    return Z if act in KEEPS_Z else Z[:0]
 
 dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 activations = pytest.mark.parametrize("act", list(Activation), ids=lambda a: a.name.lower())
@@ -126,17 +155,29 @@ def test_bias_act(core, act, dtype):
     Z0 = pre_activations(rng, dtype)
     b = normal(rng, Z0.shape[1], dtype, scale=0.5)
     Z = Z0.copy()
-    core._twin_bias_act(Z, b, int(act))
+    K = kept(act, np.full_like(Z0, np.nan))
+    core._twin_bias_act(Z, b, int(act), K)
     with np.errstate(over="ignore"):
         expected = ACT_FORWARD[act](f64(Z0) + f64(b))
     assert_close(Z, expected, dtype)
+    if act in KEEPS_Z:  # the kept z is Z + b exactly as the forward rounded it
+        np.testing.assert_array_equal(K, Z0 + b)
+
+
+@pytest.mark.parametrize("act", KEEPS_Z, ids=lambda a: a.name.lower())
+def test_twins_refuse_a_missing_pre_activation(core, act):
+    Z = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="needs its pre-activation"):
+        core._twin_bias_act(Z, np.zeros(3), int(act), Z[:0])
+    with pytest.raises(ValueError, match="needs its pre-activation"):
+        core._twin_act_backward(Z.ravel(), Z.ravel()[:0], Z.ravel(), int(act))
 
 
 @dtypes
 @pytest.mark.parametrize("act", [Activation.SIGMOID, Activation.TANH], ids=["sigmoid", "tanh"])
 def test_squashing_activations_saturate_without_nan(core, act, dtype):
     Z = np.array([EXTREMES], dtype=dtype)
-    core._twin_bias_act(Z, np.zeros(Z.shape[1], dtype), int(act))
+    core._twin_bias_act(Z, np.zeros(Z.shape[1], dtype), int(act), Z[:0])
     low = 0.0 if act == Activation.SIGMOID else -1.0
     assert np.all(np.isfinite(Z))
     assert Z[0, 0] == low and Z[0, -1] == 1.0
@@ -147,12 +188,77 @@ def test_squashing_activations_saturate_without_nan(core, act, dtype):
 @activations
 def test_act_backward(core, act, dtype):
     rng = rng_for("act_backward", act, dtype)
+    Z0 = pre_activations(rng, dtype).ravel()
     with np.errstate(over="ignore"):
-        A0 = ACT_FORWARD[act](f64(pre_activations(rng, dtype))).astype(dtype).ravel()
+        A0 = ACT_FORWARD[act](f64(Z0)).astype(dtype)
     dA = normal(rng, A0.shape, dtype)
     A = A0.copy()
-    core._twin_act_backward(A, dA, int(act))
-    assert_close(A, f64(dA) * ACT_DERIVATIVE[act](f64(A0)), dtype)
+    core._twin_act_backward(A, kept(act, Z0), dA, int(act))
+    with np.errstate(over="ignore"):
+        assert_close(A, f64(dA) * ACT_DERIVATIVE[act](f64(Z0), f64(A0)), dtype)
+
+
+NEW_ACTIVATIONS = [Activation.GELU, Activation.SOFTPLUS, Activation.ELU, Activation.SWISH]
+#: Per-element relative error allowed against an extended-precision reference (a few ulp).
+ULP_RTOL = {np.float32: 5e-7, np.float64: 1e-14}
+
+
+def extended(act, z):
+    """act(z), act'(z) and the magnitude of the argument of act's exp, in NumPy's long
+    double (extended precision on x86-64)."""
+    z = z.astype(np.longdouble)
+    s = 1 / (1 + np.exp(-z))
+    if act == Activation.GELU:
+        k, c = np.longdouble(GELU_K), np.longdouble(GELU_C)
+        u2 = 2 * k * (z + c * z**3)
+        g = 1 / (1 + np.exp(-u2))  # (1 + tanh u) / 2
+        return z * g, g + z * g * (1 - g) * 2 * k * (1 + 3 * c * z * z), np.abs(u2)
+    if act == Activation.SOFTPLUS:
+        return np.log1p(np.exp(z)), s, np.abs(z)
+    if act == Activation.ELU:
+        return np.where(z > 0, z, np.expm1(z)), np.where(z > 0, 1, np.exp(z)), np.abs(z)
+    return z * s, s * (1 + z * (1 - s)), np.abs(z)
+
+
+@dtypes
+@pytest.mark.parametrize("act", NEW_ACTIVATIONS, ids=lambda a: a.name.lower())
+def test_new_activations_are_accurate_to_a_few_ulp(core, act, dtype):
+    """Element by element, not against the block's largest value: near 0 and in the tails
+    (where exp(z) - 1, log(1 + x) and 1 + tanh(u) cancel) each value keeps its digits."""
+    magnitudes = np.logspace(-7, 1.3, 60)
+    Z0 = np.concatenate([-magnitudes[::-1], [0.0], magnitudes]).astype(dtype)[None, :]
+    A = Z0.copy()
+    core._twin_bias_act(A, np.zeros(Z0.shape[1], dtype), int(act), kept(act, Z0.copy()))
+    value, derivative, argument = (np.asarray(x, dtype=np.float64) for x in extended(act, Z0[0]))
+    # gelu's exp argument 2u is itself rounded, and exp turns its relative error into a
+    # relative error |2u| times larger (conditioning, not the kernel); values below the
+    # dtype's normal range may flush to 0.
+    rtol = ULP_RTOL[dtype] * (1 + argument if act == Activation.GELU else 1)
+    tiny = np.finfo(dtype).tiny
+    bad = np.abs(A[0] - value) > rtol * np.abs(value) + tiny
+    assert not bad.any(), (Z0[0][bad], A[0][bad], value[bad])
+    D = A[0].copy()
+    core._twin_act_backward(D, kept(act, Z0[0]), np.ones_like(D), int(act))
+    # Derivatives are at most ~1.13 and cross 0 (gelu, swish): an absolute error of a few
+    # ulp, and more headroom as the rounded exp argument enters them twice (s and s(1-s)).
+    np.testing.assert_allclose(D, derivative, rtol=ULP_RTOL[dtype], atol=4 * ULP_RTOL[dtype])
+
+
+@dtypes
+@pytest.mark.parametrize("act", NEW_ACTIVATIONS, ids=lambda a: a.name.lower())
+def test_new_activations_saturate_without_nan(core, act, dtype):
+    """Pre-activations whose square or cube overflow (gelu's polynomial) still give the
+    limits: act(z) = z above, the negative asymptote below; act' = 1 above, 0 below."""
+    big = np.finfo(dtype).max
+    Z0 = np.array([[-big / 2, -1e30, -1e20, -1e4, 1e4, 1e20, 1e30, big / 2]], dtype=dtype)
+    A = Z0.copy()
+    core._twin_bias_act(A, np.zeros(Z0.shape[1], dtype), int(act), kept(act, Z0.copy()))
+    low = -ELU_ALPHA if act == Activation.ELU else 0.0
+    np.testing.assert_array_equal(A[0, :4], low)
+    np.testing.assert_array_equal(A[0, 4:], Z0[0, 4:])
+    D = A[0].copy()
+    core._twin_act_backward(D, kept(act, Z0[0]), np.ones_like(D), int(act))
+    np.testing.assert_array_equal(D, [0, 0, 0, 0, 1, 1, 1, 1])
 
 
 @dtypes
@@ -166,12 +272,21 @@ def test_colsum(core, shape, dtype):
 
 # ---------------------------------------------------------------- losses
 
-def reference_loss(loss, act, Z, Y, labels):
-    """(mean loss, dLoss/dZ) in float64, from the formulas the core documents."""
+def reference_loss(loss, act, Z, K, Y, labels):
+    """(mean loss, dLoss/dZ) in float64, from the formulas the core documents; for the
+    regression losses Z is the activated output and K its pre-activation."""
     B, O = Z.shape
-    if loss == Loss.MSE:
+    if loss in REGRESSION:
         diff = Z - Y
-        return np.mean(diff**2), 2 * diff / (B * O) * ACT_DERIVATIVE[act](Z)
+        through = ACT_DERIVATIVE[act](K, Z) / (B * O)
+        if loss == Loss.MSE:
+            return np.mean(diff**2), 2 * diff * through
+        magnitude = np.abs(diff)
+        if loss == Loss.MAE:
+            return np.mean(magnitude), np.sign(diff) * through
+        value = np.where(magnitude <= HUBER_DELTA, 0.5 * diff**2,
+                         HUBER_DELTA * (magnitude - 0.5 * HUBER_DELTA))
+        return np.mean(value), np.clip(diff, -HUBER_DELTA, HUBER_DELTA) * through
     if loss == Loss.CROSS_ENTROPY:
         rows = np.arange(B)
         onehot = np.zeros_like(Z)
@@ -183,28 +298,33 @@ def reference_loss(loss, act, Z, Y, labels):
 
 
 def loss_inputs(loss, act, dtype, rng, extreme=False):
-    """(Z, Y, labels) for a 5 x 3 batch: activated outputs for mse, logits otherwise."""
+    """(Z, K, Y, labels) for a 5 x 3 batch: activated outputs Z and their pre-activations K
+    for the regression losses, logits Z (and K a copy) otherwise."""
     B, O = 5, 3
     Z = normal(rng, (B, O), dtype, scale=2.0)
     if extreme:
         big = EXTREME_LOGIT[dtype]
         Z[:, :] = np.array([[big, -big, 0.0], [-big, big, -big], [big, big, -big],
                             [-big, -big, -big], [0.0, big, big]], dtype=dtype)
+    K = Z.copy()
     labels = EMPTY_LABELS
-    if loss == Loss.MSE:
-        Z = ACT_FORWARD[act](f64(Z)).astype(dtype)
+    if loss in REGRESSION:
+        Z = ACT_FORWARD[act](f64(K)).astype(dtype)
         Y = normal(rng, (B, O), dtype)
+        Y[1, 1] = Z[1, 1]  # a zero residual: mae's subgradient there is 0 (torch's sign)
+        Y[2, 0] = Z[2, 0] - HUBER_DELTA  # huber's seam (as exact as rounding allows)
     elif loss == Loss.CROSS_ENTROPY:
         Y = np.zeros((0, O), dtype)
         labels = np.array([1, 0, 2, 2, 0], dtype=np.intp)  # extreme rows: wrong, right, tie
     else:
         Y = rng.uniform(0, 1, size=(B, O)).astype(dtype)
         Y[0] = [0, 1, 1]  # hard targets against the extreme logits [big, -big, 0]
-    return Z, Y, labels
+    return Z, K, Y, labels
 
 
-# mse with every output activation; the fused losses (raw logits) also at extreme logits.
-LOSS_CASES = ([(Loss.MSE, act, False) for act in Activation]
+# The regression losses with every output activation; the fused losses (raw logits) also
+# at extreme logits.
+LOSS_CASES = ([(loss, act, False) for loss in REGRESSION for act in Activation]
               + [(loss, Activation.IDENTITY, extreme)
                  for loss in (Loss.CROSS_ENTROPY, Loss.BINARY_CROSS_ENTROPY)
                  for extreme in (False, True)])
@@ -215,10 +335,10 @@ LOSS_IDS = [f"{loss.name.lower()}-{act.name.lower()}{'-extreme' if extreme else 
 @dtypes
 @pytest.mark.parametrize("loss, act, extreme", LOSS_CASES, ids=LOSS_IDS)
 def test_loss_and_gradient(core, loss, act, extreme, dtype):
-    Z0, Y, labels = loss_inputs(loss, act, dtype, rng_for("loss", loss, act, dtype), extreme)
+    Z0, K, Y, labels = loss_inputs(loss, act, dtype, rng_for("loss", loss, act, dtype), extreme)
     Z = Z0.copy()
-    value = core._twin_loss(int(loss), int(act), Z, Y, labels)
-    expected_value, expected_grad = reference_loss(loss, act, f64(Z0), f64(Y), labels)
+    value = core._twin_loss(int(loss), int(act), Z, kept(act, K), Y, labels)
+    expected_value, expected_grad = reference_loss(loss, act, f64(Z0), f64(K), f64(Y), labels)
     assert np.isfinite(value)
     assert value == pytest.approx(expected_value, rel=RTOL[dtype])
     assert_close(Z, expected_grad, dtype)
@@ -228,12 +348,12 @@ def test_loss_and_gradient(core, loss, act, extreme, dtype):
 @pytest.mark.parametrize("extreme", [False, True], ids=["ordinary", "extreme"])
 @pytest.mark.parametrize("loss", list(Loss), ids=lambda loss: loss.name.lower())
 def test_output_activation(core, loss, extreme, dtype):
-    Z0, _, _ = loss_inputs(Loss.CROSS_ENTROPY, Activation.IDENTITY, dtype,
-                           rng_for("output", loss, dtype), extreme)
+    Z0, _, _, _ = loss_inputs(Loss.CROSS_ENTROPY, Activation.IDENTITY, dtype,
+                              rng_for("output", loss, dtype), extreme)
     Z = Z0.copy()
     core._twin_output_activation(int(loss), Z)
-    expected = {Loss.MSE: lambda z: z, Loss.CROSS_ENTROPY: lambda z: softmax(z, axis=1),
-                Loss.BINARY_CROSS_ENTROPY: expit}[loss](f64(Z0))
+    output = {Loss.CROSS_ENTROPY: lambda z: softmax(z, axis=1), Loss.BINARY_CROSS_ENTROPY: expit}
+    expected = output.get(loss, lambda z: z)(f64(Z0))  # the regression losses: as is
     assert_close(Z, expected, dtype)
     if loss == Loss.CROSS_ENTROPY:
         np.testing.assert_allclose(f64(Z).sum(axis=1), 1.0, rtol=10 * RTOL[dtype])
@@ -265,6 +385,16 @@ def test_every_c_code_has_a_python_twin(core):
 
 def test_leaky_relu_slope_matches(core):
     assert core.LEAKY_RELU_SLOPE == LEAKY_RELU_SLOPE == fastbp.activations.LEAKY_RELU_SLOPE
+
+
+def test_elu_alpha_and_huber_delta_match(core):
+    assert core.ELU_ALPHA == ELU_ALPHA == 1.0
+    assert core.HUBER_DELTA == HUBER_DELTA == 1.0
+
+
+def test_losses_are_regression_or_classification():
+    assert set(REGRESSION) | set(CLASSIFICATION) == set(Loss)
+    assert not set(REGRESSION) & set(CLASSIFICATION)
 
 
 @dtypes

@@ -7,8 +7,10 @@ import pytest
 import fastbp as fb
 from fastbp.datasets import make_classification
 
-ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
-LOSSES = ["mse", "cross_entropy", "binary_cross_entropy"]
+# Every activation and loss the core knows, by their canonical names.
+ACTIVATIONS = [activation.name.lower() for activation in fb.Activation]
+LOSSES = [loss.name.lower() for loss in fb.Loss]
+REGRESSION = ["mse", "huber", "mae"]
 # Non-square widths, 1 to 3 hidden layers.
 HIDDEN = {1: [7], 2: [7, 4], 3: [6, 9, 5]}
 N_FEATURES, N_OUTPUTS = 5, 3
@@ -17,12 +19,23 @@ N_FEATURES, N_OUTPUTS = 5, 3
 def targets(loss, n_rows, rng, n_outputs=N_OUTPUTS):
     if loss == "cross_entropy":
         return rng.integers(0, n_outputs, size=n_rows)
+    if loss in ("huber", "mae"):  # residuals on both sides of huber's seam at |d| = 1
+        return rng.uniform(-2, 2, size=(n_rows, n_outputs))
     return rng.uniform(size=(n_rows, n_outputs))
 
 
+def off_kink_targets(model, X, rng):
+    """Targets whose residuals lie 0.1 to 2 away from the model's output, either side: on
+    both sides of huber's seam, never within a finite-difference step of mae's kink."""
+    output = model.predict(X)
+    return output + rng.choice([-1.0, 1.0], output.shape) * rng.uniform(0.1, 2, output.shape)
+
+
 def build(activation, loss, hidden, dtype="float64", seed=0):
+    """Hidden layers of ``activation``; under a regression loss the output layer has it
+    too (so every activation is checked as an output under mse, huber and mae)."""
     sizes = [N_FEATURES, *hidden, N_OUTPUTS]
-    output = "sigmoid" if loss == "mse" and activation == "sigmoid" else None
+    output = activation if loss in REGRESSION else None
     model = fb.mlp(sizes, activation=activation, loss=loss, output_activation=output,
                    dtype=dtype, seed=seed)
     rng = np.random.default_rng(seed + 1)
@@ -40,7 +53,10 @@ def test_gradients_match_central_differences(activation, loss, n_hidden, batch, 
     model = build(activation, loss, HIDDEN[n_hidden])
     rng = np.random.default_rng(batch)
     X = rng.normal(size=(batch, N_FEATURES))
-    error = fb.check_gradients(model, X, targets(loss, batch, rng), weight_decay=weight_decay)
+    y = targets(loss, batch, rng)
+    if loss in ("huber", "mae"):
+        y = off_kink_targets(model, X, rng)
+    error = fb.check_gradients(model, X, y, weight_decay=weight_decay)
     assert error < 1e-6
 
 
@@ -87,9 +103,13 @@ def test_gradients_equal_reference(reference):
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-4)])
 @pytest.mark.parametrize("nesterov", [False, True])
-@pytest.mark.parametrize("loss,activation", [("cross_entropy", "relu"), ("mse", "tanh"),
-                                             ("binary_cross_entropy", "sigmoid")])
-def test_sgd_momentum_training_matches_reference(reference, dtype, rtol, nesterov, loss, activation):
+@pytest.mark.parametrize("loss,activation,output", [
+    ("cross_entropy", "relu", "identity"), ("mse", "tanh", "identity"),
+    ("binary_cross_entropy", "sigmoid", "identity"), ("cross_entropy", "gelu", "identity"),
+    ("huber", "swish", "gelu"), ("mae", "gelu", "swish"), ("mse", "elu", "softplus"),
+    ("huber", "softplus", "elu")])
+def test_sgd_momentum_training_matches_reference(reference, dtype, rtol, nesterov, loss,
+                                                 activation, output):
     """Same initial weights, same batch order ⇒ same weights after 20 SGD-momentum steps
     (5 epochs of 4 batches, the last batch of each epoch partial)."""
     rng = np.random.default_rng(11)
@@ -97,8 +117,8 @@ def test_sgd_momentum_training_matches_reference(reference, dtype, rtol, nestero
     X = rng.normal(size=(n_rows, N_FEATURES))
     y = targets(loss, n_rows, rng)
     model = fb.Sequential([fb.Dense(N_FEATURES, 8, activation), fb.Dense(8, 6, activation),
-                           fb.Dense(6, N_OUTPUTS)], loss=loss, dtype=dtype, seed=5)
-    ref = reference.NumpyMLP([N_FEATURES, 8, 6, N_OUTPUTS], [activation, activation, "identity"],
+                           fb.Dense(6, N_OUTPUTS, output)], loss=loss, dtype=dtype, seed=5)
+    ref = reference.NumpyMLP([N_FEATURES, 8, 6, N_OUTPUTS], [activation, activation, output],
                              loss, dtype=dtype, weights=[(l.weight, l.bias) for l in model.layers])
     optimizer = fb.SGD(lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=1e-3)
     orders = [np.random.default_rng(epoch).permutation(n_rows) for epoch in range(5)]
@@ -266,12 +286,14 @@ def test_every_core_build_trains_alike(dtype, rtol):
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 2e-5)])
 @pytest.mark.parametrize("loss,activation", [("cross_entropy", "relu"), ("mse", "tanh"),
-                                             ("binary_cross_entropy", "sigmoid")])
+                                             ("binary_cross_entropy", "sigmoid"),
+                                             ("huber", "gelu"), ("mae", "swish")])
 @pytest.mark.parametrize("shuffled", [True, False])
 def test_batch_split_over_threads_trains_alike(dtype, rtol, loss, activation, shuffled):
     """train_epoch's data-parallel path (rows of each batch split over OpenMP threads, BLAS
     at one thread) reaches the serial path's weights; 37 rows in batches of 16 leave a
-    partial batch, and 3 threads split 16 rows unevenly."""
+    partial batch, and 3 threads split 16 rows unevenly. gelu and swish (hidden and
+    output) keep pre-activation blocks, which threads must also split by rows."""
     from fastbp import _native, threads
 
     rng = np.random.default_rng(5)
@@ -292,3 +314,53 @@ def test_batch_split_over_threads_trains_alike(dtype, rtol, loss, activation, sh
         results.append((loss_sum, model.parameters.copy()))
     assert results[1][0] == pytest.approx(results[0][0], rel=rtol)
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=rtol, atol=rtol * 1e-2)
+
+
+# ---------------------------------------------------------------- kept pre-activations
+
+def test_workspace_keeps_pre_activations_only_for_gelu_and_swish():
+    """A row of the workspace: layer-0 input, every output, every hidden delta, and a z
+    block per gelu/swish layer (hidden or output); other networks' layout is unchanged."""
+    widths = [5, 7, 4, 3]
+    base = widths[0] + sum(widths[1:]) + sum(widths[1:-1])
+    for activation in ACTIVATIONS:
+        for output in (None, activation):
+            model = fb.Sequential([fb.Dense(5, 7, activation), fb.Dense(7, 4, "relu"),
+                                   fb.Dense(4, 3, output)], loss="mse")
+            keeps = activation in ("gelu", "swish")
+            expected = base + (7 if keeps else 0) + (3 if keeps and output else 0)
+            assert model._plan.row_length == expected, (activation, output)
+
+
+@pytest.mark.parametrize("output", ["gelu", "swish"])
+def test_predict_and_evaluate_in_chunks_with_kept_pre_activations(reference, output,
+                                                                  monkeypatch):
+    """More rows than one prediction chunk: forward writes each chunk's z rows beside the
+    output it returns, and evaluate's loss reads them (huber through gelu's/swish's z)."""
+    monkeypatch.setattr(fb.plan, "PREDICT_WORKSPACE_ELEMENTS", 20_000)  # chunks of ~380 rows
+    rng = np.random.default_rng(4)
+    model = fb.Sequential([fb.Dense(6, 9, "swish"), fb.Dense(9, 5, "gelu"),
+                           fb.Dense(5, 2, output)], loss="huber", dtype="float64", seed=0)
+    ref = reference.NumpyMLP([6, 9, 5, 2], ["swish", "gelu", output], "huber",
+                             dtype="float64", weights=[(l.weight, l.bias) for l in model.layers])
+    X = rng.normal(size=(3001, 6))
+    y = rng.normal(size=(3001, 2))
+    assert 3001 > model._plan.predict_rows(3001) > 1
+    np.testing.assert_allclose(model.predict(X), ref.forward(X), rtol=1e-12, atol=1e-15)
+    result = model.evaluate(X, y)
+    assert set(result) == {"loss"}  # a regression loss: no accuracy
+    assert result["loss"] == pytest.approx(ref.loss_and_gradients(X, y)[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["huber", "mae", "l1"])
+def test_regression_losses_learn_a_smooth_function(loss):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, size=(512, 3))
+    y = np.sin(X[:, :1]) + 0.5 * X[:, 1:2] * X[:, 2:3]
+    model = fb.Sequential([fb.Dense(3, 32, "gelu"), fb.Dense(32, 16, "swish"), fb.Dense(16, 1)],
+                          loss=loss, dtype="float64", seed=0)
+    before = model.evaluate(X, y)["loss"]
+    history = model.fit(X, y, epochs=60, batch_size=32, optimizer=fb.SGD(lr=0.02, momentum=0.9))
+    assert model.loss == ("mae" if loss == "l1" else loss)
+    assert np.isfinite(history.loss).all()
+    assert model.evaluate(X, y)["loss"] < 0.25 * before

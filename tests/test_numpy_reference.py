@@ -13,8 +13,9 @@ ref = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ref)
 NumpyMLP = ref.NumpyMLP
 
-HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
-LOSSES = ["mse", "cross_entropy", "binary_cross_entropy"]
+HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softplus", "elu", "swish"]
+LOSSES = ["mse", "cross_entropy", "binary_cross_entropy", "huber", "mae"]
+REGRESSION = ["mse", "huber", "mae"]
 
 
 def make_targets(loss, B, O, rng, dtype=np.float64):
@@ -26,8 +27,8 @@ def make_targets(loss, B, O, rng, dtype=np.float64):
 
 
 def output_activation(loss, hidden):
-    # mse may have any output activation; the cross entropies take raw logits.
-    return hidden if loss == "mse" else "identity"
+    # The regression losses may have any output activation; the cross entropies take raw logits.
+    return hidden if loss in REGRESSION else "identity"
 
 
 def numeric_gradients(model, X, y, wd, eps=1e-6):
@@ -92,6 +93,13 @@ def test_loss_values_against_naive_formulas():
         if loss == "mse":
             expected = np.mean((Z - y) ** 2)
             probs = Z
+        elif loss == "huber":  # written out, as torch.nn.HuberLoss documents it
+            d = np.abs(Z - y)
+            expected = np.mean([0.5 * e * e if e < 1 else e - 0.5 for e in d.ravel()])
+            probs = Z
+        elif loss == "mae":
+            expected = np.mean(np.abs(Z - y))
+            probs = Z
         elif loss == "cross_entropy":
             p = np.exp(Z) / np.exp(Z).sum(axis=1, keepdims=True)
             expected = -np.mean(np.log(p[np.arange(6), y]))
@@ -116,6 +124,14 @@ def test_activations_forward_and_extreme_logits():
         ("tanh", np.tanh(z)),
         ("relu", np.maximum(z, 0)),
         ("leaky_relu", np.where(z > 0, z, 0.01 * z)),
+        # Values from the definitions, by hand: gelu(-2) = -2·Φ̃(-2) with the tanh form.
+        ("gelu", [[-0.0, -2 * 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (-2 - 0.044715 * 8))),
+                   0.0, 3 * 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (3 + 0.044715 * 27))),
+                   1000.0]]),
+        ("softplus", [[0.0, np.log(1 + np.exp(-2.0)), np.log(2.0), np.log(1 + np.exp(3.0)),
+                       1000.0]]),
+        ("elu", [[-1.0, np.exp(-2.0) - 1, 0.0, 3.0, 1000.0]]),
+        ("swish", [[-0.0, -2 / (1 + np.exp(2.0)), 0.0, 3 / (1 + np.exp(-3.0)), 1000.0]]),
     ]:
         model = NumpyMLP([5, 5], [name], "mse", dtype="float64", weights=[(np.eye(5), np.zeros(5))])
         with np.errstate(over="raise", invalid="raise", divide="raise"):
@@ -152,7 +168,7 @@ def test_invalid_configurations():
     with pytest.raises(ValueError):
         NumpyMLP([2, 3], ["tanh"], "cross_entropy")
     with pytest.raises(ValueError):
-        NumpyMLP([2, 3], ["softplus"], "mse")
+        NumpyMLP([2, 3], ["mish"], "mse")
     with pytest.raises(ValueError):
         NumpyMLP([2, 3, 1], ["tanh"], "mse")
     with pytest.raises(ValueError):
