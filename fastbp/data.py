@@ -130,3 +130,39 @@ def check_real(value, name, low, low_inclusive=True, high=math.inf, high_inclusi
             bounds += f" and {'<=' if high_inclusive else '<'} {high}"
         raise ValueError(f"{name} must be finite and {bounds}, got {value}")
     return value
+
+
+def check_sample_weight(sample_weight, n_samples, dtype, name="sample_weight"):
+    """Return per-sample weights as a C-contiguous array of ``dtype``: 1-D, one per sample,
+    finite, >= 0 and not all zero."""
+    array = _as_array(sample_weight, name)
+    if array.ndim != 1 or array.shape[0] != n_samples:
+        raise ValueError(f"{name} must have shape ({n_samples},), one weight per sample, got "
+                         f"shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=dtype)
+    check_finite(array, name)
+    if array.size and (array.min() < 0 or array.max() == 0):
+        raise ValueError(f"{name} must be >= 0 and not all zero")
+    return array
+
+
+def class_weights(class_weight, labels, n_classes):
+    """Per-sample weights from ``class_weight``: "balanced" gives class c the weight
+    n_samples / (n_present_classes · count_c) (scikit-learn's rule), a dict maps class
+    indices to weights (missing classes weigh 1)."""
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        counts = np.bincount(labels, minlength=n_classes)
+        present = counts > 0
+        table = np.ones(n_classes)
+        table[present] = labels.shape[0] / (present.sum() * counts[present])
+    elif isinstance(class_weight, dict):
+        table = np.ones(n_classes)
+        for key, value in class_weight.items():
+            if isinstance(key, bool) or not isinstance(key, numbers.Integral) \
+                    or not 0 <= key < n_classes:
+                raise ValueError(f"class_weight keys must be class indices in "
+                                 f"[0, {n_classes - 1}], got {key!r}")
+            table[key] = check_real(value, f"class_weight[{key}]", 0.0)
+    else:
+        raise TypeError(f"class_weight must be 'balanced', a dict or None, got {class_weight!r}")
+    return table[labels]

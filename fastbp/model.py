@@ -6,7 +6,8 @@ import numpy as np
 
 from . import initializers, io
 from ._native import core as _core
-from .data import check_positive_int, check_real, check_targets, check_X
+from .data import (check_positive_int, check_real, check_sample_weight, check_targets, check_X,
+                   class_weights)
 from .layers import BoundDense, Dense
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
@@ -299,22 +300,24 @@ class Sequential:
         return float(loss), grads
 
     @_exclusive
-    def train_step(self, X, y, optimizer=None, threads=None):
+    def train_step(self, X, y, optimizer=None, threads=None, sample_weight=None):
         """One optimizer update on exactly this batch; returns its loss (before the update).
 
         Optimizer state (moments, step count) carries over between calls with the same
         optimizer; a schedule sees this update's step number (and the epochs of earlier
-        ``fit`` calls). ``threads`` as for :meth:`fit`.
+        ``fit`` calls). ``threads`` and ``sample_weight`` as for :meth:`fit`.
         """
         check_threads(threads)
         X, Y, labels = self._check_Xy(X, y)
+        weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
         optimizer = self._use_optimizer(optimizer)
         plan = self._plan
         plan.ensure_capacity(X.shape[0])
         with self._blas_threads(threads, X.shape[0]):
             status, loss_sum, n_batches = _core.train_epoch(
                 plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer,
-                optimizer.rates(plan.epochs, plan.steps, 1), plan.steps)
+                optimizer.rates(plan.epochs, plan.steps, 1), plan.steps,
+                sample_weight=weights)
         plan.steps += n_batches
         raise_for_status(status, n_batches, "train_step")
         return loss_sum / X.shape[0]
@@ -322,7 +325,7 @@ class Sequential:
     @_exclusive
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, verbose=0,
             threads=None, validation_data=None, validation_split=0.0, callbacks=None,
-            max_time=None):
+            max_time=None, sample_weight=None, class_weight=None):
         """Train by mini-batch backpropagation.
 
         Parameters
@@ -354,6 +357,13 @@ class Sequential:
         max_time : float, optional
             Wall-clock budget in seconds; training stops at the first chunk boundary
             (a fraction of a second) after it runs out.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weight of each sample's loss and gradient (finite, >= 0): a batch's loss is
+            ``sum(w * loss) / batch_rows``, as Keras's. The reported losses are weighted too.
+        class_weight : "balanced" or dict, optional
+            For ``cross_entropy``: multiplies each sample's weight by its class's;
+            "balanced" uses ``n_samples / (n_classes * count)`` (scikit-learn's rule), a
+            dict maps class indices to weights (others weigh 1).
 
         Returns
         -------
@@ -380,19 +390,33 @@ class Sequential:
         if validation_split and validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
         X, Y, labels = self._check_Xy(X, y)
+        weights = self._sample_weights(X.shape[0], labels, sample_weight, class_weight)
         validation = None
         if validation_data is not None:
             validation = self._check_validation_data(validation_data)
         elif validation_split:
-            X, Y, labels, validation = split_validation(
-                X, Y, labels, validation_split, self._rng, self._loss == Loss.CROSS_ENTROPY)
+            X, Y, labels, weights, validation = split_validation(
+                X, Y, labels, weights, validation_split, self._rng,
+                self._loss == Loss.CROSS_ENTROPY)
         optimizer = self._use_optimizer(optimizer)
         batch_size = min(batch_size, X.shape[0])
         self._plan.ensure_capacity(batch_size)
-        trainer = Trainer(self, X, Y, labels, batch_size, optimizer, bool(shuffle), verbose,
-                          validation, callbacks, max_time)
+        trainer = Trainer(self, X, Y, labels, weights, batch_size, optimizer, bool(shuffle),
+                          verbose, validation, callbacks, max_time)
         with self._blas_threads(threads, batch_size):
             return trainer.run(epochs)
+
+    def _sample_weights(self, n_samples, labels, sample_weight, class_weight):
+        """The per-sample weights for the core (None when every weight is 1)."""
+        weights = (None if sample_weight is None
+                   else check_sample_weight(sample_weight, n_samples, self.dtype))
+        if class_weight is not None:
+            if self._loss != Loss.CROSS_ENTROPY:
+                raise ValueError("class_weight needs loss='cross_entropy' (class labels), not "
+                                 f"loss={self.loss!r}; use sample_weight instead")
+            per_class = class_weights(class_weight, labels, self.n_outputs).astype(self.dtype)
+            weights = per_class if weights is None else weights * per_class
+        return weights
 
     def _check_validation_data(self, validation_data):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:

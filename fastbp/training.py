@@ -141,10 +141,10 @@ class _Interrupts:
 class Trainer:
     """One ``fit`` call: the data, the settings and the loop over epochs and chunks."""
 
-    def __init__(self, model, X, Y, labels, batch_size, optimizer, shuffle, verbose,
+    def __init__(self, model, X, Y, labels, weights, batch_size, optimizer, shuffle, verbose,
                  validation, callbacks, max_time):
         self.model, self.plan = model, model._plan
-        self.X, self.Y, self.labels = X, Y, labels
+        self.X, self.Y, self.labels, self.weights = X, Y, labels, weights
         self.batch_size, self.optimizer, self.shuffle = batch_size, optimizer, shuffle
         self.validation, self.callbacks, self.max_time = validation, callbacks, max_time
         self.progress = Progress(verbose)
@@ -214,7 +214,8 @@ class Trainer:
             chunk_started = time.perf_counter()
             status, chunk_loss, chunk_done = _core.train_epoch(
                 plan, self.X, self.Y, self.labels, order, self.batch_size, optimizer,
-                rates[batch:], plan.steps, row0=done, row1=end, telemetry=telemetry)
+                rates[batch:], plan.steps, row0=done, row1=end, telemetry=telemetry,
+                sample_weight=self.weights)
             plan.steps += chunk_done
             raise_for_status(status, batch + chunk_done, f"epoch {epoch + 1}")
             self._adapt_chunk(time.perf_counter() - chunk_started, n_batches)

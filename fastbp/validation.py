@@ -2,9 +2,9 @@
 import numpy as np
 
 
-def split_validation(X, Y, labels, fraction, rng, stratify):
-    """Split checked training arrays into (X, Y, labels) for training and the same triple
-    for validation, holding out ``fraction`` of the rows drawn with ``rng``.
+def split_validation(X, Y, labels, weights, fraction, rng, stratify):
+    """Split checked training arrays into (X, Y, labels, weights) for training and (X, Y,
+    labels) for validation, holding out ``fraction`` of the rows drawn with ``rng``.
 
     With ``stratify`` (class labels), each class gives round(fraction · its count) rows, so
     class proportions match in both parts; rows keep their original order within each part.
@@ -31,4 +31,4 @@ def split_validation(X, Y, labels, fraction, rng, stratify):
         return (X[keep], Y[keep] if Y.shape[0] else Y,
                 labels[keep] if labels.shape[0] else labels)
 
-    return (*part(~mask), part(mask))
+    return (*part(~mask), None if weights is None else weights[~mask], part(mask))

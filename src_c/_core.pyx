@@ -25,7 +25,7 @@ from _blas cimport mm_nn, mm_nt, mm_tn, mm_tn_rows
 from _activations cimport (bias_act, act_backward, act_needs_z, LEAKY_SLOPE,
                            ELU_ALPHA as _ELU_ALPHA, ACT_IDENTITY, ACT_SIGMOID, ACT_TANH,
                            ACT_RELU, ACT_LEAKY_RELU, ACT_GELU, ACT_SOFTPLUS, ACT_ELU, ACT_SWISH)
-from _losses cimport (loss_backward, output_activation, HUBER_DELTA as _HUBER_DELTA,
+from _losses cimport (loss_backward, weighted_loss_backward, output_activation, HUBER_DELTA as _HUBER_DELTA,
                       LOSS_MSE, LOSS_CROSS_ENTROPY, LOSS_BINARY_CROSS_ENTROPY, LOSS_HUBER,
                       LOSS_MAE)
 from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_gradients,
@@ -299,14 +299,15 @@ cdef void _weight_gradients(Net *net, floating *G, floating *ws, const floating 
 
 cdef double _loss_and_backward(Net *net, const floating *P, floating *G, floating *ws,
                                const floating *Xb, Py_ssize_t B, const floating *Y,
-                               const Py_ssize_t *labels, const Py_ssize_t *idx) noexcept nogil:
+                               const Py_ssize_t *labels, const Py_ssize_t *idx,
+                               const floating *weights) noexcept nogil:
     """Forward, fused loss + output delta, and backward for one batch on this thread;
-    returns the mean loss (backward is skipped when the loss is not finite)."""
+    returns the mean (sample-weighted) loss; backward is skipped when it is not finite."""
     cdef Layer *last = &net.layers[net.n_layers - 1]
     cdef double loss
     _forward(net, P, ws, Xb, 0, B, NULL)
-    loss = loss_backward(net.loss, last.act, ws + last.a, _zrows(last, ws, 0), Y, labels, idx,
-                         B, last.n_out, B) / B
+    loss = weighted_loss_backward(net.loss, last.act, ws + last.a, _zrows(last, ws, 0), Y,
+                                  labels, idx, weights, B, last.n_out, B) / B
     if isfinite(loss):
         _deltas(net, P, ws, 0, B)
         _weight_gradients(net, G, ws, Xb, B, 0, 1)
@@ -317,7 +318,7 @@ cdef double _batch_gradients_parallel(Net *net, const floating *P, floating *G, 
                                       const floating *X, Py_ssize_t F, const Py_ssize_t *idx,
                                       Py_ssize_t start, Py_ssize_t B, const floating *Y,
                                       Py_ssize_t y_cols, const Py_ssize_t *labels,
-                                      int n_threads) noexcept nogil:
+                                      const floating *weights, int n_threads) noexcept nogil:
     """The batch split over n_threads threads (BLAS must run single-threaded): each takes
     a block of rows for gather, forward, loss and deltas, then a block of every dW's rows.
     Returns the mean loss; gradients are left in G (garbage if the loss is not finite)."""
@@ -332,15 +333,15 @@ cdef double _batch_gradients_parallel(Net *net, const floating *P, floating *G, 
             _gather(X, idx + r0, r1 - r0, F, ws + r0 * F)
         _forward(net, P, ws, Xb, r0, r1, NULL)
         if idx != NULL:
-            loss += loss_backward(net.loss, last.act, ws + last.a + r0 * last.n_out,
-                                  _zrows(last, ws, r0), Y, labels, idx + r0, r1 - r0,
-                                  last.n_out, B)
+            loss += weighted_loss_backward(net.loss, last.act, ws + last.a + r0 * last.n_out,
+                                           _zrows(last, ws, r0), Y, labels, idx + r0, weights,
+                                           r1 - r0, last.n_out, B)
         else:
-            loss += loss_backward(net.loss, last.act, ws + last.a + r0 * last.n_out,
-                                  _zrows(last, ws, r0),
-                                  Y + (start + r0) * y_cols if Y != NULL else NULL,
-                                  labels + start + r0 if labels != NULL else NULL, NULL,
-                                  r1 - r0, last.n_out, B)
+            loss += weighted_loss_backward(
+                net.loss, last.act, ws + last.a + r0 * last.n_out, _zrows(last, ws, r0),
+                Y + (start + r0) * y_cols if Y != NULL else NULL,
+                labels + start + r0 if labels != NULL else NULL, NULL,
+                weights + start + r0 if weights != NULL else NULL, r1 - r0, last.n_out, B)
         _deltas(net, P, ws, r0, r1)
     if not isfinite(loss):
         return loss
@@ -408,7 +409,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] labels, const Py_ssize_t[::1] order,
                 Py_ssize_t batch_size, optimizer, const double[::1] rates,
                 long long first_step, Py_ssize_t row0=0, Py_ssize_t row1=-1,
-                int n_threads=1, double[:, ::1] telemetry=None):
+                int n_threads=1, double[:, ::1] telemetry=None,
+                const floating[::1] sample_weight=None):
     """Run the mini-batches of rows row0:row1 (row1 = -1: to the end) of one pass over
     ``order`` (rows of X; empty = rows in order), in batches starting at row0: a whole epoch
     in one call, or in chunks whose bounds are multiples of batch_size.
@@ -422,6 +424,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     ``telemetry`` (n_layers x 4), if given, receives per layer for the call's last batch:
     the weight gradient's norm (before clipping), the weights' norm, the update's norm, and
     the fraction of dead (relu family) or saturated (sigmoid, tanh) units (NaN otherwise).
+    ``sample_weight`` (one finite value >= 0 per row of X), if given, weights each row's
+    loss and gradient: a batch's loss is Σ w·loss / rows.
 
     Returns ``(status, loss_sum, n_batches)``: loss_sum is Σ batch_mean·batch_rows over the
     completed batches. A batch whose loss or update is non-finite is not applied: training
@@ -437,6 +441,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef const floating *Xb
     cdef double loss, loss_sum = 0
     cdef int status = STATUS_OK, refused
+    cdef const floating *weights_p = NULL
     cdef OptimizerStep opt = _read_optimizer(optimizer, P.shape[0], n_state)
     cdef Bounds bounds
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
@@ -456,6 +461,11 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             raise ValueError("first_step must be >= 0")
         if n_threads < 1:
             raise ValueError("n_threads must be >= 1")
+        if sample_weight is not None and sample_weight.shape[0] != X.shape[0]:
+            raise ValueError("sample_weight has %d entries, X has %d rows"
+                             % (sample_weight.shape[0], X.shape[0]))
+        if sample_weight is not None and X.shape[0] > 0:
+            weights_p = &sample_weight[0]
         if telemetry is not None and (telemetry.shape[0] != net.n_layers
                                       or telemetry.shape[1] != N_TEL):
             raise ValueError("telemetry must have shape (%d, %d)" % (net.n_layers, N_TEL))
@@ -475,7 +485,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 if n_threads > 1 and B >= n_threads:
                     loss = _batch_gradients_parallel(
                         &net, &P[0], &G[0], &ws[0], &X[0, 0], X.shape[1], idx, start, B,
-                        _cptr2(Y), Y.shape[1], _iptr(labels), n_threads)
+                        _cptr2(Y), Y.shape[1], _iptr(labels), weights_p, n_threads)
                 else:
                     if idx != NULL:
                         _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
@@ -488,7 +498,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                         &net, &P[0], &G[0], &ws[0], Xb, B,
                         _cptr2(Y) + (0 if idx != NULL or Y.shape[0] == 0 else start * Y.shape[1]),
                         _iptr(labels) + (0 if idx != NULL or labels.shape[0] == 0 else start),
-                        idx)
+                        idx, weights_p + (start if idx == NULL and weights_p != NULL else 0))
                 if not isfinite(loss):
                     status = STATUS_NONFINITE_LOSS
                     break
@@ -527,7 +537,7 @@ def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                           labels.shape[0], X.shape[0])
         with nogil:
             loss = _loss_and_backward(&net, &P[0], &G[0], &ws[0], &X[0, 0], X.shape[0],
-                                      _cptr2(Y), _iptr(labels), NULL)
+                                      _cptr2(Y), _iptr(labels), NULL, NULL)
             if wd != 0:
                 for i in range(net.n_weights):
                     G[i] += wd * P[i]

@@ -183,6 +183,39 @@ cdef inline double loss_backward(int loss, int act, floating *Z__bo, const float
     return mse(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
 
 
+cdef inline double weighted_loss_backward(int loss, int act, floating *Z__bo,
+                                          const floating *K__bo, const floating *Y__no,
+                                          const Py_ssize_t *labels, const Py_ssize_t *idx,
+                                          const floating *w__n, Py_ssize_t B, Py_ssize_t O,
+                                          Py_ssize_t batch) noexcept nogil:
+    """loss_backward with a weight per sample (w__n, indexed like the targets; NULL: all 1):
+    returns Σ w·row loss and scales each row's gradient by its weight, so the mean over a
+    batch is Σ w·loss / batch (Keras's sample_weight). One call per row: the weighted path
+    trades a little speed for not touching every loss kernel."""
+    cdef Py_ssize_t i, row
+    cdef Py_ssize_t j
+    cdef double total = 0
+    cdef floating w
+    cdef floating *z
+    if w__n == NULL:
+        return loss_backward(loss, act, Z__bo, K__bo, Y__no, labels, idx, B, O, batch)
+    for i in range(B):
+        row = _row(idx, i)
+        z = Z__bo + i * O
+        w = w__n[row]
+        if idx != NULL:
+            total += w * loss_backward(loss, act, z, K__bo + i * O if K__bo != NULL else NULL,
+                                       Y__no, labels, idx + i, 1, O, batch)
+        else:
+            total += w * loss_backward(loss, act, z, K__bo + i * O if K__bo != NULL else NULL,
+                                       Y__no + i * O if Y__no != NULL else NULL,
+                                       labels + i if labels != NULL else NULL, NULL, 1, O,
+                                       batch)
+        for j in range(O):
+            z[j] *= w
+    return total
+
+
 cdef inline void output_activation(int loss, floating *Z__bo, Py_ssize_t B,
                                    Py_ssize_t O) noexcept nogil:
     """What predict returns: softmax for cross-entropy, sigmoid for bce, the output as is for

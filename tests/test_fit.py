@@ -88,13 +88,13 @@ def test_validation_split_is_stratified_seeded_and_disjoint():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), [50, 30, 20]).astype(np.intp)
     X = np.arange(100, dtype=np.float64).reshape(100, 1)
-    parts = [split_validation(X, np.zeros((0, 3)), labels, 0.2, np.random.default_rng(s), True)
-             for s in (5, 5, 6)]
-    Xt, _, lt, (Xv, _, lv) = parts[0]
+    parts = [split_validation(X, np.zeros((0, 3)), labels, None, 0.2,
+                              np.random.default_rng(s), True) for s in (5, 5, 6)]
+    Xt, _, lt, _, (Xv, _, lv) = parts[0]
     assert np.bincount(lv).tolist() == [10, 6, 4] and np.bincount(lt).tolist() == [40, 24, 16]
     assert sorted(np.concatenate([Xt[:, 0], Xv[:, 0]])) == list(range(100))
-    np.testing.assert_array_equal(parts[1][3][0], Xv)           # same seed, same split
-    assert not np.array_equal(parts[2][3][0], Xv)                # another seed, another one
+    np.testing.assert_array_equal(parts[1][4][0], Xv)           # same seed, same split
+    assert not np.array_equal(parts[2][4][0], Xv)                # another seed, another one
     del rng
 
 
@@ -386,3 +386,83 @@ def test_history_plot(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="History.plot needs matplotlib"):
         history.plot()
+
+
+# ---------------------------------------------------------------- sample and class weights
+
+def regression_targets(loss, n, rng):
+    if loss == "cross_entropy":
+        return rng.integers(0, 3, size=n)
+    if loss == "binary_cross_entropy":
+        return rng.integers(0, 2, size=(n, 3)).astype(float)
+    return rng.normal(size=(n, 3))
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy", "binary_cross_entropy", "huber", "mae"])
+def test_weighted_step_is_the_weighted_mean_of_per_sample_gradients(loss):
+    """train_step with sample_weight w on B rows moves the parameters by
+    lr · Σ w_r g_r / B, where g_r is the gradient of row r alone, and returns Σ w_r l_r / B."""
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(6, 9)), regression_targets(loss, 6, rng)
+    w = np.array([0.0, 1.0, 2.5, 0.5, 3.0, 1.0])
+    m = fb.mlp([9, 5, 3], activation="tanh", loss=loss, seed=0, dtype="float64")
+    start = m.parameters.copy()
+    expected_loss, expected_step = 0.0, np.zeros_like(start)
+    for r in range(6):
+        row_loss, grads = m.gradients(X[r:r + 1], y[r:r + 1])
+        flat = np.concatenate([dW.ravel() for dW, _ in grads] + [db for _, db in grads])
+        expected_loss += w[r] * row_loss / 6
+        expected_step += w[r] * flat / 6
+    loss_value = m.train_step(X, y, optimizer=fb.SGD(lr=0.5), sample_weight=w)
+    assert loss_value == pytest.approx(expected_loss, rel=1e-12)
+    np.testing.assert_allclose(m.parameters, start - 0.5 * expected_step, rtol=1e-12,
+                               atol=1e-14)
+
+
+def test_unit_weights_train_like_no_weights():
+    X, y = problem()
+    plain, weighted = model(), model()
+    plain.fit(X, y, epochs=2, **FIT)
+    weighted.fit(X, y, epochs=2, sample_weight=np.ones(len(y)), **FIT)
+    np.testing.assert_allclose(weighted.parameters, plain.parameters, rtol=1e-12, atol=1e-14)
+
+
+def test_class_weight_balanced_and_dict_equal_their_sample_weights():
+    X, y = problem()
+    y = np.where(np.arange(len(y)) % 5 == 0, 2, y % 2)  # unbalanced classes
+    counts = np.bincount(y)
+    balanced = (len(y) / (3 * counts))[y]
+    results = []
+    for kwargs in (dict(class_weight="balanced"), dict(sample_weight=balanced),
+                   dict(class_weight={2: 3.0}, sample_weight=np.full(len(y), 0.5)),
+                   dict(sample_weight=np.where(y == 2, 1.5, 0.5))):
+        m = model()
+        m.fit(X, y, epochs=2, **kwargs, **FIT)
+        results.append(m.parameters.copy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(results[2], results[3], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(sample_weight=np.ones(5)), ValueError, r"sample_weight must have shape \(240,\)"),
+    (dict(sample_weight=-np.ones(240)), ValueError, "sample_weight must be >= 0"),
+    (dict(sample_weight=np.zeros(240)), ValueError, "not all zero"),
+    (dict(sample_weight=np.full(240, np.nan)), ValueError, "sample_weight"),
+    (dict(class_weight="even"), TypeError, "class_weight must be 'balanced', a dict or None"),
+    (dict(class_weight={3: 1.0}), ValueError, r"class_weight keys must be class indices in \[0, 2\]"),
+    (dict(class_weight={0: -1.0}), ValueError, r"class_weight\[0\] must be finite and >= 0"),
+])
+def test_bad_weights_are_refused_untouched(kwargs, exc, match):
+    X, y = problem()
+    m = model()
+    before = m.parameters.copy()
+    with pytest.raises(exc, match=match):
+        m.fit(X, y, epochs=1, **kwargs, **FIT)
+    np.testing.assert_array_equal(m.parameters, before)
+
+
+def test_class_weight_needs_class_labels():
+    X, _ = problem()
+    m = fb.mlp([9, 4, 2], loss="mse", seed=0)
+    with pytest.raises(ValueError, match="class_weight needs loss='cross_entropy'"):
+        m.fit(X, np.zeros((len(X), 2)), epochs=1, class_weight="balanced", **FIT)
