@@ -1,4 +1,5 @@
 """Build the compiled core, fastbp._core (and its AVX2 twin on x86-64), from src_c/."""
+import os
 import platform
 import sys
 
@@ -26,10 +27,38 @@ else:
     openmp_args = []
 
 
+# FASTBP_DEBUG_CYTHON=1: a checked build for testing. Every memoryview index is bounds-checked
+# (negative ones wrap, as in Python) and every memoryview must be initialised, so an
+# out-of-range index raises IndexError instead of reading or corrupting memory. Slower; the
+# compiler flags stay the same, so the checked build runs the code that ships. Its C files go
+# to build/cython-checked/ (never mixed with the normal ones in src_c/), and a stamp file
+# records the mode, so switching modes recompiles the extensions instead of reusing ones built
+# the other way.
+CHECKED = os.environ.get("FASTBP_DEBUG_CYTHON", "").strip() not in ("", "0")
+MODE_STAMP = os.path.join("build", "cython-mode.txt")
+
+
+def record_mode(mode):
+    """Write ``mode`` to MODE_STAMP only when it changed, so its time says when it did."""
+    try:
+        with open(MODE_STAMP) as file:
+            if file.read() == mode:
+                return
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(MODE_STAMP), exist_ok=True)
+    with open(MODE_STAMP, "w") as file:
+        file.write(mode)
+
+
+record_mode("checked" if CHECKED else "normal")
+
+
 def core_extension(name, source, extra_args=()):
     return Extension(
         name,
         sources=[source],
+        depends=[MODE_STAMP],  # rebuild when the mode changes (see record_mode)
         include_dirs=[np.get_include(), "src_c"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=base_args + openmp_args + list(extra_args),
@@ -45,12 +74,13 @@ setup(
     ext_modules=cythonize(
         extensions,
         include_path=["src_c"],
+        build_dir=os.path.join("build", "cython-checked") if CHECKED else None,
         compiler_directives={
             "language_level": 3,
-            "boundscheck": False,
-            "wraparound": False,
+            "boundscheck": CHECKED,
+            "wraparound": CHECKED,
             "cdivision": True,
-            "initializedcheck": False,
+            "initializedcheck": CHECKED,
         },
     ),
 )

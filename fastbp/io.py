@@ -19,12 +19,14 @@ Format (version 2), an uncompressed NumPy ``.npz`` archive holding exactly three
 Version 1 files (SGD only, no step counts) still load.
 
 Files are written atomically (a temporary file in the same folder, then ``os.replace``) so
-an existing file is never left half-written, and everything is checked on load: a
-truncated, tampered or foreign file raises ``ValueError``.
+an existing file is never left half-written; the file gets the permissions a plain write
+would give it (those of the file it replaces, else 0666 less the umask). Everything is
+checked on load: a truncated, tampered or foreign file raises ``ValueError``, and so does a
+compressed member (fastbp never writes one), so a small file cannot inflate to gigabytes.
 """
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -69,9 +71,16 @@ def save(model, path):
         raise TypeError(f"model must be a fastbp.Sequential, got {type(model).__name__}")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
+    # Not tempfile.mkstemp, whose files are 0600 whatever the umask: 0666 less the umask,
+    # as for any new file (O_EXCL: never someone else's file), or the replaced file's mode.
+    temporary = os.path.join(folder, f".fastbp-{secrets.token_hex(8)}.tmp")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
+            try:
+                os.chmod(temporary, os.stat(path).st_mode & 0o777)
+            except FileNotFoundError:
+                pass
             np.savez(file, config=np.array(json.dumps(model_config(model))),
                      parameters=model.parameters, optimizer_state=model._plan.state)
             file.flush()
@@ -95,11 +104,18 @@ def load(path):
         with np.load(path, allow_pickle=False) as archive:
             if sorted(archive.files) != sorted(_ARRAYS):
                 raise ValueError(f"it holds {sorted(archive.files)}, not {list(_ARRAYS)}")
+            packed = [info.filename for info in archive.zip.infolist()
+                      if info.compress_type != zipfile.ZIP_STORED]
+            if packed:
+                raise ValueError(f"{packed} are compressed; fastbp stores arrays uncompressed")
             arrays = {name: archive[name] for name in _ARRAYS}
         config = json.loads(str(arrays["config"][()]))
         return from_parts(config, arrays["parameters"], arrays["optimizer_state"])
-    except (ValueError, KeyError, TypeError, IndexError, EOFError, OSError,
-            zipfile.BadZipFile, json.JSONDecodeError) as error:
+    # MemoryError: a header claiming an array larger than memory; NotImplementedError and
+    # RuntimeError: zipfile on corrupted flags (an unknown version, "encrypted").
+    except (ValueError, KeyError, TypeError, IndexError, EOFError, OSError, MemoryError,
+            NotImplementedError, RuntimeError, zipfile.BadZipFile,
+            json.JSONDecodeError) as error:
         if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
             raise
         raise ValueError(f"{path} is not a valid fastbp model file: {error}") from None
