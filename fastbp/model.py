@@ -138,6 +138,7 @@ class Sequential:
         :func:`fastbp.load`."""
         io.save(self, path)
 
+    @_exclusive
     def __reduce__(self):
         # Pickle through the same description as save(): specs, arrays, optimizer, generator.
         return io.from_parts, (io.model_config(self), self.parameters.copy(),

@@ -7,11 +7,11 @@ two calls on one model at once must not overlap. BLAS runs at one thread through
 the main thread: threadpoolctl lets only one thread change OpenBLAS's process-wide setting,
 so a worker thread's own ``threads=`` setting may be ignored.
 
-The one-model tests are strict xfails until Sequential takes a per-model lock: today the
-second thread's calls run inside the first's GIL-free epoch and corrupt it (a different
-result, or even a spurious DivergenceError), and a save or pickle taken meanwhile mixes
-parameters and optimizer state of different steps. The fix serialises whole calls, so a
-read sees the model as it was before or after a fit, which is what these tests check.
+Without the model's lock the second thread's calls ran inside the first's GIL-free epoch and
+corrupted it (a different result, or even a spurious DivergenceError), and a save or pickle
+taken meanwhile mixed parameters and optimizer state of different steps. The lock serialises
+whole calls, so a read sees the model as it was before or after a fit, which is what these
+tests check.
 """
 import pickle
 import threading
@@ -157,14 +157,6 @@ def same(a, b):
     return np.array_equal(a, b)
 
 
-SERIALISE = pytest.mark.xfail(
-    strict=True, reason="a model has no lock: a second thread's call runs inside the first's "
-    "GIL-free core call and shares its workspace and gradient buffer (fix: a per-model "
-    "threading.RLock around fit/train_step/predict/evaluate/gradients/save/__reduce__ in "
-    "fastbp/model.py)")
-
-
-@SERIALISE
 @pytest.mark.parametrize("reader", list(READERS))
 def test_one_model_used_from_two_threads_is_serialised(reader, tmp_path):
     """While one thread fits, another calls ``reader`` on the same model again and again:
@@ -204,7 +196,6 @@ def test_one_model_used_from_two_threads_is_serialised(reader, tmp_path):
     assert not torn, f"{len(torn)} of {len(seen)} {reader} calls saw a half-trained model"
 
 
-@SERIALISE
 def test_one_model_fit_from_two_threads_is_serialised():
     """Two identical fits of one model at once end as the same two fits one after the other."""
     X, y = data()

@@ -73,35 +73,3 @@ def test_summary_reports_layers_and_workspace_bytes():
     # workspace per row: 784 input + 128 + 10 outputs + 128 delta scratch, float32
     assert f"{64 * (784 + 128 + 10 + 128) * 4 / 1024:,.1f} KiB" in text
 
-
-def test_one_model_used_from_two_threads_takes_turns():
-    """fit in one thread while another predicts, evaluates and saves the same model: the
-    calls take turns (the model's lock), so training ends exactly as it would alone."""
-    import tempfile
-    import threading
-
-    rng = np.random.default_rng(0)
-    X, y = rng.normal(size=(3000, 12)), rng.integers(0, 4, size=3000)
-    alone, shared = (fb.mlp([12, 16, 4], loss="cross_entropy", seed=1) for _ in range(2))
-    alone.fit(X, y, epochs=30, batch_size=8, threads=1)
-    errors, stop = [], threading.Event()
-
-    def meddle():
-        try:
-            with tempfile.TemporaryDirectory() as folder:
-                while not stop.is_set():
-                    assert np.all(np.isfinite(shared.predict(X, threads=1)))
-                    shared.evaluate(X, y, threads=1)
-                    shared.save(folder + "/m.npz")
-        except Exception as error:  # surfaced in the main thread below
-            errors.append(error)
-
-    meddler = threading.Thread(target=meddle)
-    meddler.start()
-    try:
-        shared.fit(X, y, epochs=30, batch_size=8, threads=1)
-    finally:
-        stop.set()
-        meddler.join()
-    assert errors == []
-    np.testing.assert_array_equal(shared.parameters, alone.parameters)
