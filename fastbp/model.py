@@ -266,7 +266,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
     @_exclusive
-    def gradients(self, X, y, weight_decay=0.0, threads=None):
+    def gradients(self, X, y, weight_decay=0.0, threads=None, sample_weight=None):
         """Loss and its gradients on (X, y) as one batch; parameters are not changed.
 
         Parameters
@@ -279,6 +279,8 @@ class Sequential:
             Adds ``weight_decay / 2 * sum(||W||²)`` (weights only) to the loss.
         threads : "auto", int or None
             BLAS threads for this call; None uses the model's ``threads`` setting.
+        sample_weight : array-like of shape (n_samples,), optional
+            As for :meth:`fit`: the loss is ``sum(w * loss) / n_samples``.
 
         Returns
         -------
@@ -290,10 +292,11 @@ class Sequential:
         weight_decay = check_real(weight_decay, "weight_decay", 0.0)
         X, Y, labels = self._check_Xy(X, y)
         check_threads(threads)
+        weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
         plan = self._plan
         plan.ensure_capacity(X.shape[0])
         with self._blas_threads(threads, X.shape[0]):
-            loss = _core.gradients(plan, X, Y, labels, weight_decay)
+            loss = _core.gradients(plan, X, Y, labels, weight_decay, sample_weight=weights)
         if not np.isfinite(loss):  # the core skips backward then; never return stale values
             plan.grads[...] = np.nan
         grads = [(plan.weight(plan.grads, i).copy(), plan.bias(plan.grads, i).copy())

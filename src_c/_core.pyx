@@ -523,21 +523,28 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
 
 
 def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
-              const Py_ssize_t[::1] labels, double weight_decay):
+              const Py_ssize_t[::1] labels, double weight_decay,
+              const floating[::1] sample_weight=None):
     """Loss (+ weight_decay/2·ΣW²) over all rows of X as one batch; gradients into plan.grads."""
     cdef floating[::1] P = plan.params, G = plan.grads, ws = plan.workspace
     cdef Py_ssize_t i
     cdef floating wd = <floating> weight_decay
     cdef double loss, penalty = 0
+    cdef const floating *weights_p = NULL
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
     try:
         if G.shape[0] != P.shape[0]:
             raise ValueError("plan buffers have inconsistent lengths")
         _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
                           labels.shape[0], X.shape[0])
+        if sample_weight is not None:
+            if sample_weight.shape[0] != X.shape[0]:
+                raise ValueError("sample_weight has %d entries, X has %d rows"
+                                 % (sample_weight.shape[0], X.shape[0]))
+            weights_p = &sample_weight[0]
         with nogil:
             loss = _loss_and_backward(&net, &P[0], &G[0], &ws[0], &X[0, 0], X.shape[0],
-                                      _cptr2(Y), _iptr(labels), NULL, NULL)
+                                      _cptr2(Y), _iptr(labels), NULL, weights_p)
             if wd != 0:
                 for i in range(net.n_weights):
                     G[i] += wd * P[i]

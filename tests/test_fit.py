@@ -455,3 +455,20 @@ def test_class_weight_needs_class_labels():
     m = fb.mlp([9, 4, 2], loss="mse", seed=0)
     with pytest.raises(ValueError, match="class_weight needs loss='cross_entropy'"):
         m.fit(X, np.zeros((len(X), 2)), epochs=1, class_weight="balanced", **FIT)
+
+
+def test_weighted_gradients_equal_the_weighted_mean_of_per_sample_gradients():
+    rng = np.random.default_rng(8)
+    X, y = rng.normal(size=(5, 9)), rng.integers(0, 3, size=5)
+    w = np.array([1.0, 0.0, 2.0, 0.5, 3.0])
+    m = model()
+    loss, grads = m.gradients(X, y, sample_weight=w)
+    expected_loss, expected = 0.0, [np.zeros_like(dW) for dW, _ in grads]
+    for r in range(5):
+        row_loss, row_grads = m.gradients(X[r:r + 1], y[r:r + 1])
+        expected_loss += w[r] * row_loss / 5
+        for e, (dW, _) in zip(expected, row_grads):
+            e += w[r] * dW / 5
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    for (dW, _), e in zip(grads, expected):
+        np.testing.assert_allclose(dW, e, rtol=1e-12, atol=1e-14)
