@@ -16,6 +16,10 @@ class Activation(IntEnum):
     SWISH = 8
 
 
+#: Activations whose units can die (output 0 for every input): He initialisation suits them,
+#: and training telemetry reports their dead fraction.
+RELU_FAMILY = (Activation.RELU, Activation.LEAKY_RELU)
+
 #: Negative slope of ``leaky_relu`` (as ``torch.nn.LeakyReLU``'s default).
 LEAKY_RELU_SLOPE = 0.01
 

@@ -30,13 +30,12 @@ import numbers
 
 import numpy as np
 
-from .activations import Activation
+from .activations import RELU_FAMILY
 
 #: Weight initialisers by name, "auto" first (the default).
 WEIGHT_INITIALIZERS = ("auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
                        "lecun_uniform", "lecun_normal", "zeros")
 
-_RELU_FAMILY = (Activation.RELU, Activation.LEAKY_RELU)
 
 # Standard deviation of a standard normal cut to [-CUT, CUT]: sqrt(1 - 2·CUT·φ(CUT) / (2Φ(CUT) - 1)).
 _CUT = 2.0
@@ -81,7 +80,7 @@ def resolve(init, activation):
     """The initialiser ``init`` stands for in a layer with ``activation`` (resolves "auto")."""
     if init != "auto":
         return init
-    return "he_uniform" if activation in _RELU_FAMILY else "glorot_uniform"
+    return "he_uniform" if activation in RELU_FAMILY else "glorot_uniform"
 
 
 def draw(init, shape, rng):

@@ -13,13 +13,12 @@ import time
 import numpy as np
 
 from ._native import core as _core
-from .activations import Activation
+from .activations import RELU_FAMILY
 from .progress import Progress
 
 _STATUS_NONFINITE_LOSS = _core.CODES["STATUS_NONFINITE_LOSS"]
 _STATUS_NONFINITE_PARAMS = _core.CODES["STATUS_NONFINITE_PARAMS"]
 
-_RELU_FAMILY = (Activation.RELU, Activation.LEAKY_RELU)
 
 #: Target wall time of one compiled call; Ctrl-C is noticed at the next chunk boundary.
 CHUNK_SECONDS = 0.2
@@ -112,7 +111,7 @@ def layer_figures(telemetry, activations):
         figures[f"grad_norm_{layer}"] = float(grad)
         figures[f"update_ratio_{layer}"] = float(update / weight) if weight > 0 else math.nan
         if not math.isnan(units):
-            kind = "dead" if act in _RELU_FAMILY else "saturated"
+            kind = "dead" if act in RELU_FAMILY else "saturated"
             figures[f"{kind}_fraction_{layer}"] = float(units)
     return figures
 
