@@ -2,7 +2,9 @@
 sklearn.neural_network (float64, fixed data order), accuracy parity on digits, the extras."""
 import inspect
 import io
+import pathlib
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -28,6 +30,7 @@ from fastbp import sklearn as fbsk  # noqa: E402
 from fastbp.losses import CLASSIFICATION, Loss  # noqa: E402
 from fastbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 SKLEARN_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
 CORE_SAMPLE_WEIGHT = "sample_weight" in inspect.signature(fastbp.Sequential.fit).parameters
 CORE_DROPOUT = hasattr(fastbp, "Dropout")
@@ -246,12 +249,24 @@ def test_digits_accuracy_within_one_point_of_sklearn(solver):
 
 
 # ---------------------------------------------------------------------- API
-def test_import_error_names_the_extra():
+def test_import_error_names_the_extra(tmp_path):
     code = ("import sys; sys.modules['sklearn'] = None\n"
             "try:\n    import fastbp.sklearn\nexcept ImportError as e:\n    print(e)\n")
+    # From another directory: `python -c` would otherwise find the source checkout first.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, cwd=tmp_path).stdout
     assert "pip install 'fastbp[sklearn]'" in out
+
+
+def test_readme_section_runs():
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## scikit-learn drop-in"):text.index("## Speed")]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    with redirect_stdout(io.StringIO()) as printed, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        exec(compile(code, str(README), "exec"), {})
+    score, n_iter, loss = printed.getvalue().split()
+    assert float(score) > 0.95 and int(n_iter) > 1 and float(loss) > 0
 
 
 def test_float32_by_default_and_outputs_follow_X():
