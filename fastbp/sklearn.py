@@ -28,9 +28,11 @@ C. The exact mapping. scikit-learn's gradient of a batch of ``B`` rows is ``g + 
 
    * SGD: ``fastbp.SGD(lr=lr/c, momentum, nesterov, weight_decay=c·alpha/B)``. sklearn's
      velocity ``v = momentum·v - lr·G`` is fastbp's (torch's) buffer scaled by ``-lr/c``;
-     when sklearn's rate changes between epochs ('invscaling', 'adaptive') the buffer is
-     rescaled by ``old/new``, so the two stay the same algorithm step for step.
-   * Adam: ``fastbp.Adam(lr, beta1, beta2, eps=c·epsilon, weight_decay=c·alpha/B)``.
+     when sklearn's rate changes between epochs ('invscaling', 'adaptive') the buffer (the
+     model's optimizer state) is rescaled by ``old/new``, so the two stay the same algorithm
+     step for step.
+   * Adam: ``fastbp.Adam(lr, beta1, beta2, eps=c·epsilon, weight_decay=c·alpha/B)`` (but
+     see D for ``eps``).
    * L-BFGS: the objective and gradient handed to SciPy are fastbp's divided by ``c``, with
      ``weight_decay = c·alpha/n_samples``.
 
@@ -41,11 +43,19 @@ D. Where it is not bit-for-bit scikit-learn (float64, same data order):
 
    * the last, partial batch of an epoch gets ``weight_decay = c·alpha/B`` like the others,
      where scikit-learn divides alpha by that batch's own size;
-   * Adam: torch's form puts ``eps`` outside the bias-corrected root, scikit-learn inside,
-     so fastbp's effective ``epsilon`` is ``sqrt(1 - beta_2**t)`` times scikit-learn's (in
-     the first steps; a difference only where gradients are ~1e-8);
+   * Adam: scikit-learn adds ``epsilon`` after the bias corrections, fastbp (as torch)
+     before the second moment's, so step ``t`` needs ``eps = c·epsilon/sqrt(1 - beta_2**t)``;
+     it is set once per epoch, for the epoch's middle step: exact with one batch per epoch,
+     otherwise off by up to a few times in the first few hundred steps. Adam's sign-like
+     steps on near-zero gradients make that visible (about 1e-5 after an epoch), and
+     trajectories then drift apart, though not in accuracy;
    * the L2 term of ``loss_`` uses the mean of ``||W||²`` at the start and end of the
      epoch instead of its value before each batch;
+   * with sample weights, scikit-learn divides alpha by each batch's sum of weights; here
+     by ``B`` times the mean weight;
+   * L-BFGS on several regression outputs: scikit-learn hands SciPy a loss averaged over
+     the outputs with the gradient of their sum; fastbp's pair is consistent (the sum), so
+     the paths differ while the minimiser is the same;
    * ``shuffle=True`` draws row orders from fastbp's generator (seeded from
      ``random_state``), not scikit-learn's, so shuffled runs agree in distribution only;
    * early stopping stratifies the split for every single-label problem, as scikit-learn's
@@ -146,8 +156,10 @@ def _check_number(owner, name, low=None, high=None, low_open=False, high_open=Fa
            or (high is not None and (value >= high if high_open else value > high))
            or (not integer and not math.isfinite(value)))
     if bad:
-        span = (f"{'(' if low_open else '['}{low if low is not None else '-inf'}, "
-                f"{high if high is not None else 'inf'}{')' if high_open or high is None else ']'}")
+        opening = "(" if low_open or low is None else "["
+        closing = ")" if high_open or high is None else "]"
+        bounds = f"{'-inf' if low is None else low}, {'inf' if high is None else high}"
+        span = f"{opening}{bounds}{closing}"
         raise ValueError(f"The '{name}' parameter of {type(owner).__name__} must be in "
                          f"{span}, got {value!r}")
     return value
@@ -255,10 +267,12 @@ class _BaseMLP(BaseEstimator):
         """Validate the parameters (at fit time, as scikit-learn does); return the hidden
         layer sizes as a tuple."""
         sizes = self.hidden_layer_sizes
-        sizes = list(sizes) if hasattr(sizes, "__iter__") and not isinstance(sizes, str) else [sizes]
+        iterable = hasattr(sizes, "__iter__") and not isinstance(sizes, str)
+        sizes = list(sizes) if iterable else [sizes]
         for size in sizes:
             if _is_bool(size) or not isinstance(size, numbers.Integral):
-                raise ValueError(f"hidden_layer_sizes must hold ints, got {self.hidden_layer_sizes!r}")
+                raise ValueError("hidden_layer_sizes must hold ints, got "
+                                 f"{self.hidden_layer_sizes!r}")
         if any(size <= 0 for size in sizes):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}.")
         self._hidden_activations(len(sizes))
@@ -373,7 +387,8 @@ class _BaseMLP(BaseEstimator):
         self._expose_parameters()
 
     def _dense_layers(self):
-        return [layer for layer in self.model_.layers if getattr(layer, "weight", None) is not None]
+        return [layer for layer in self.model_.layers
+                if getattr(layer, "weight", None) is not None]
 
     def _expose_parameters(self):
         """coefs_ and intercepts_: views into the model's flat parameter buffer."""
@@ -610,7 +625,8 @@ class _BaseMLP(BaseEstimator):
         output = self.model_.predict(X)
         if not np.all(np.isfinite(output)):
             return np.nan
-        return float(self._score_function(y, self._from_output(output), sample_weight=sample_weight))
+        predicted = self._from_output(output)
+        return float(self._score_function(y, predicted, sample_weight=sample_weight))
 
     def _split(self, X, targets, sample_weight, rng):
         """Hold out ``validation_fraction`` of the rows (scikit-learn's train_test_split on
