@@ -1,6 +1,6 @@
 """fastbp.sklearn.MLPClassifier against scikit-learn's on the digits data, at one BLAS thread.
 
-    python -m fastbp.benchmarks.sklearn_digits [--repeats 3] [--seed 0]
+    python -m fastbp.benchmarks.sklearn_digits [--repeats 5] [--seed 0]
 
 Both estimators get the same hyper-parameters and ``random_state`` (so the same initial
 weights), the digits scaled to [0, 1], a fixed stratified 75/25 split. Every BLAS pool in the
@@ -54,7 +54,7 @@ def time_fit(cls, params, X_train, y_train):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="split and random_state")
     args = parser.parse_args(argv)
     threadpoolctl = require_threadpoolctl()
