@@ -3,7 +3,7 @@
 Run it from the project root (the results go to ``benchmarks/results/``, which git ignores)::
 
     python -m fastbp.benchmarks.run                       # every config, 1 and 2 BLAS threads
-    python -m fastbp.benchmarks.run --quick               # a smoke run, well under a minute
+    python -m fastbp.benchmarks.run --quick               # a smoke run (training only), well under a minute
     python -m fastbp.benchmarks.run --kernels both        # also with OpenBLAS's default kernels
     python -m fastbp.benchmarks.run --configs small medium --threads 1 --repeats 9 --out DIR
 
@@ -574,6 +574,25 @@ class Settings:
     def predict_rows(self):
         return QUICK_SAMPLES if self.quick else PREDICT_SAMPLES
 
+    def suites(self):
+        """Every suite; with ``--quick`` only float32 training (the README's table)."""
+        return tuple(s for s in SUITES if not self.quick or s.name == "train")
+
+    def describe(self):
+        """One paragraph saying what this run times, printed before it starts."""
+        configs = "; ".join(f"{name} ({CONFIGS[name].describe()}, "
+                            f"{self.training_rows(CONFIGS[name])} rows)" for name in self.configs)
+        what = ", ".join(suite.title.format(predict_rows=self.predict_rows)
+                         for suite in self.suites())
+        text = (f"Timing {what}.\nConfigs: {configs}.\nBLAS threads: "
+                f"{' '.join(map(str, self.threads))}; {self.repeats} timed repeats after one "
+                f"warm-up; implementations: {' '.join(self.implementations)} (those importable).")
+        if self.quick:
+            text += ("\nThis is the quick run (--quick): fewer configs, rows and repeats, training "
+                     "only. The full run (no --quick; about 20 minutes) times all four configs "
+                     "with every row, prediction and float64 training too.")
+        return text
+
 
 def jax_in_this_process(settings):
     """JAX can be timed here only if its pool was sized for the single thread count asked."""
@@ -626,7 +645,7 @@ def thread_settings(threads):
 
 def benchmark_config(config, settings, names):
     """Every suite of one config at every thread count; returns the result records."""
-    members = {suite: suite_members(suite, names) for suite in SUITES
+    members = {suite: suite_members(suite, names) for suite in settings.suites()
                if suite.applies_to(config.name)}
     members = {suite: chosen for suite, chosen in members.items() if chosen}
     print(f"\n{config.name}: {config.describe()}, {settings.training_rows(config)} rows",
@@ -885,13 +904,16 @@ def write_reports(report, out):
 
 # ------------------------------------------------------------------------------------ CLI
 
-def parse_args(argv):
+def build_parser(prog="python -m fastbp.benchmarks.run", add_help=True):
+    """The runner's command line; ``python -m fastbp bench`` reuses it (``add_help=False``,
+    as an argparse parent), so both take the same options."""
     parser = argparse.ArgumentParser(
-        prog="python -m fastbp.benchmarks.run", description=__doc__.split("\n\n")[0],
+        prog=prog, description=__doc__.split("\n\n")[0], add_help=add_help,
         epilog="See the module docstring (pydoc fastbp.benchmarks.run) for what is timed.")
     parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_SAMPLES} rows, {QUICK_REPEATS} repeats, configs "
-                             f"{' '.join(QUICK_CONFIGS)} unless given")
+                        help=f"a smoke run: the training table only, {QUICK_SAMPLES} rows, "
+                             f"{QUICK_REPEATS} repeats, configs {' '.join(QUICK_CONFIGS)} "
+                             "unless given")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                         help="BLAS thread counts (default: 1 2)")
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS),
@@ -906,13 +928,24 @@ def parse_args(argv):
                         help=f"env: OpenBLAS kernels as the environment sets them; default: "
                              f"re-run without {CORETYPE_VARIABLE}; both (default: env)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"directory for results.json/.md/.png (default {DEFAULT_OUT})")
+                        help=f"directory for results.json/.md/.png (default {DEFAULT_OUT}, "
+                             "relative to the current directory)")
     parser.add_argument("--raw-json", type=Path, help=argparse.SUPPRESS)  # child processes
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(parser, args):
+    """Reject values argparse's types let through (exits with status 2, as argparse does)."""
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
     if min(args.threads) < 1:
         parser.error("--threads must be >= 1")
+
+
+def parse_args(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
     return args
 
 
@@ -933,6 +966,7 @@ def main(argv=None):
         run = run_benchmark(settings, argv)
         args.raw_json.write_text(json.dumps(run))
         return run
+    print(settings.describe(), flush=True)
     report = {"machine": machine_info(),
               "settings": {**vars(settings), "predict_rows": settings.predict_rows,
                            "kernels": args.kernels},
