@@ -3,7 +3,8 @@
 Run it from the project root (the results go to ``benchmarks/results/``, which git ignores)::
 
     python -m fastbp.benchmarks.run                       # every config, 1 and 2 BLAS threads
-    python -m fastbp.benchmarks.run --quick               # a smoke run (training only), well under a minute
+    python -m fastbp.benchmarks.run --quick               # smoke run: training only, < 1 min
+    python -m fastbp bench [--quick]                      # the same, as fastbp's command line
     python -m fastbp.benchmarks.run --kernels both        # also with OpenBLAS's default kernels
     python -m fastbp.benchmarks.run --configs small medium --threads 1 --repeats 9 --out DIR
 
