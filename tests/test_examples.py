@@ -1,7 +1,9 @@
 """Every script in examples/ runs (with few epochs) and shows what it claims."""
 import importlib.util
 import pathlib
+import sys
 
+import numpy as np
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -33,3 +35,37 @@ def test_gradient_check_shows_vanishing_gradients(tmp_path):
     assert error < 1e-6 and plot.stat().st_size > 0
     sigmoid, relu = histories["sigmoid"], histories["relu"]
     assert sigmoid.grad_norm_0[-1] < 1e-2 * relu.grad_norm_0[-1]
+
+
+def test_digits_compares_fastbp_with_scikit_learn(capsys):
+    pytest.importorskip("sklearn")
+    results = example("digits").main(["--epochs", "5", "--repeats", "1"])
+    assert set(results) == {"scikit-learn", "fastbp"}
+    for result in results.values():
+        assert result["epochs"] == 5 and result["seconds"] > 0
+        assert result["accuracy"] > 0.5  # 10 classes: chance is 0.1
+    out = capsys.readouterr().out
+    assert "BLAS: " in out and "1 thread(s)" in out and "test accuracy" in out
+
+
+def test_digits_without_scikit_learn_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now fails
+    with pytest.raises(SystemExit, match="pip install scikit-learn"):
+        example("digits").main(["--epochs", "1"])
+
+
+def test_mnist1d_learns(capsys):
+    pytest.importorskip("mnist1d")
+    state = np.random.get_state()
+    accuracy = example("mnist1d").main(["--epochs", "5"])
+    assert accuracy > 0.35  # chance is 0.1; the full 100 epochs reach 68-71 %
+    out = capsys.readouterr().out
+    assert "4000 training / 1000 test rows of 40 values" in out and "test accuracy" in out
+    np.testing.assert_equal(np.random.get_state(), state)  # the global generator is restored
+
+
+def test_mnist1d_without_the_package_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mnist1d", None)
+    monkeypatch.setitem(sys.modules, "mnist1d.data", None)
+    with pytest.raises(SystemExit, match="pip install mnist1d"):
+        example("mnist1d").main(["--epochs", "1"])
