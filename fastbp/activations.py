@@ -3,7 +3,42 @@ from enum import IntEnum
 
 
 class Activation(IntEnum):
-    """Twin of the ``ACT_*`` codes in ``src_c/_activations.pxd`` (a test asserts they agree)."""
+    """A layer's activation function, by code: the twin of the ``ACT_*`` codes in
+    ``src_c/_activations.pxd`` (a test asserts they agree).
+
+    Layers take activations by name (``Dense(64, 32, activation="relu")``); this enum is what
+    the names become. Each is applied elementwise to ``z = x @ W + b``; the compiled core
+    computes its derivative from the output ``a`` where it can (written next to it in
+    ``_activations.pxd``), and from the kept ``z`` for gelu and swish.
+
+    Attributes
+    ----------
+    IDENTITY : 0
+        ``a = z`` (names ``"identity"``, ``"linear"`` or None).
+    SIGMOID : 1
+        ``a = 1 / (1 + exp(-z))`` (also ``"logistic"``).
+    TANH : 2
+        ``a = tanh(z)``.
+    RELU : 3
+        ``a = max(z, 0)``.
+    LEAKY_RELU : 4
+        ``a = z`` for ``z > 0``, else ``0.01 z``.
+    GELU : 5
+        ``a = z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z³)))``, the tanh approximation.
+    SOFTPLUS : 6
+        ``a = log(1 + exp(z))``.
+    ELU : 7
+        ``a = z`` for ``z > 0``, else ``exp(z) - 1``.
+    SWISH : 8
+        ``a = z sigmoid(z)`` (also ``"silu"``).
+
+    Examples
+    --------
+    >>> from fastbp import Activation
+    >>> from fastbp.activations import activation_code
+    >>> activation_code("silu") is Activation.SWISH, int(Activation.RELU)
+    (True, 3)
+    """
 
     IDENTITY = 0
     SIGMOID = 1

@@ -33,24 +33,57 @@ __all__ = ["Callback", "CSVLogger", "EarlyStopping", "ModelCheckpoint", "ReduceL
 
 
 class Callback:
-    """Base class: every hook does nothing."""
+    """Base class of callbacks: every hook does nothing; override the ones you need.
+
+    See the module docstring for when ``fit`` calls each hook.
+
+    Attributes
+    ----------
+    model : Sequential or None
+        The model being trained, set by :meth:`set_model` before the first hook.
+
+    Examples
+    --------
+    Stop once the training loss is below a threshold:
+
+    >>> import fastbp as fb
+    >>> from fastbp.callbacks import Callback
+    >>> class StopBelow(Callback):
+    ...     def __init__(self, threshold):
+    ...         self.threshold = threshold
+    ...     def on_epoch_end(self, epoch, logs):
+    ...         if logs["loss"] < self.threshold:
+    ...             self.model.stop_training = True
+    >>> X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+    >>> y = [[0.0], [1.0], [1.0], [0.0]]
+    >>> model = fb.Sequential([fb.Dense(2, 8, "tanh"), fb.Dense(8, 1)],
+    ...                       loss="binary_cross_entropy", seed=0)
+    >>> history = model.fit(X, y, epochs=5000, batch_size=4, optimizer=fb.SGD(lr=0.5, momentum=0.9),
+    ...                     callbacks=[StopBelow(0.05)])
+    >>> history.epochs < 5000, history.loss[-1] < 0.05
+    (True, True)
+    """
 
     model = None
 
     def set_model(self, model):
+        """Remember ``model`` (as :attr:`model`) before training starts."""
         self.model = model
 
     def on_train_begin(self, logs):
-        pass
+        """Before the first epoch; ``logs`` is an empty dict."""
 
     def on_epoch_end(self, epoch, logs):
-        pass
+        """After each epoch: ``epoch`` counts from 0 within this ``fit`` call, ``logs`` maps
+        each of the epoch's figures (``loss``, ``val_loss``, ``lr``, ...) to its value."""
 
     def on_divergence(self, error):
+        """Training diverged (``error``: a :class:`fastbp.DivergenceError`). Return True to
+        end training quietly instead of raising."""
         return False
 
     def on_train_end(self, logs):
-        pass
+        """On every exit from ``fit``, even by an exception or Ctrl-C."""
 
 
 class _Monitor:

@@ -38,6 +38,15 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
     float
         The largest error over the parameter arrays (about 1e-9 when the gradients are right;
         a kink of relu crossed by ``eps`` can raise it).
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> from fastbp.datasets import make_classification
+    >>> X, y = make_classification(n_samples=16, n_features=5, n_classes=3)
+    >>> model = fb.mlp([5, 4, 3], activation="tanh", loss="cross_entropy", seed=0)
+    >>> fb.check_gradients(model, X, y) < 1e-6
+    True
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastbp.Sequential, got {type(model).__name__}")

@@ -94,10 +94,35 @@ def save(model, path):
 def load(path):
     """Read a model written by :func:`save`; resumes training exactly where it stopped.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npz`` file written by ``model.save(path)``.
+
+    Returns
+    -------
+    Sequential
+        The model: its architecture, parameters, optimizer settings and state (moments,
+        step count) and generator state, as saved; ``fit`` continues the same run.
+
     Raises
     ------
+    FileNotFoundError, PermissionError, IsADirectoryError
+        As ``open`` raises them.
     ValueError
         If the file is truncated, tampered with, from another program or a newer format.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import fastbp as fb
+    >>> model = fb.mlp([3, 4, 2], activation="tanh", loss="mse", seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> model.save(path)
+    >>> again = fb.load(path)
+    >>> np.array_equal(again.parameters, model.parameters), again.layers[0]
+    (True, Dense(3, 4, activation='tanh'))
     """
     path = os.fspath(path)
     try:

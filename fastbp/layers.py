@@ -31,6 +31,17 @@ class Dense:
         otherwise.
     bias_init : "zeros" or float, default "zeros"
         Initial value of every entry of ``b`` (0 is stored as ``"zeros"``).
+
+    Examples
+    --------
+    A spec holds no weights; a model compiled from specs does:
+
+    >>> import fastbp as fb
+    >>> fb.Dense(64, 32, activation="silu")
+    Dense(64, 32, activation='swish')
+    >>> model = fb.Sequential([fb.Dense(4, 3, "relu"), fb.Dense(3, 2)], loss="mse", seed=0)
+    >>> model.layers[0].weight.shape, model.layers[1].bias.shape
+    ((4, 3), (2,))
     """
 
     in_features: int
@@ -48,6 +59,7 @@ class Dense:
 
     @property
     def activation_code(self):
+        """The :class:`fastbp.Activation` of ``activation``, as the compiled core sees it."""
         return activation_code(self.activation)
 
     def __repr__(self):

@@ -5,7 +5,35 @@ from .activations import Activation
 
 
 class Loss(IntEnum):
-    """Twin of the ``LOSS_*`` codes in ``src_c/_losses.pxd`` (a test asserts they agree)."""
+    """A model's loss, by code: the twin of the ``LOSS_*`` codes in ``src_c/_losses.pxd``
+    (a test asserts they agree).
+
+    Models take losses by name (``Sequential(layers, loss="cross_entropy")``); this enum is
+    what the names become. Every loss is the mean over the batch (with ``sample_weight``:
+    ``sum(w * loss) / rows``).
+
+    Attributes
+    ----------
+    MSE : 0
+        Mean squared error over all outputs, on the last layer's activated output.
+    CROSS_ENTROPY : 1
+        Softmax cross-entropy from raw logits (the last layer has no activation); targets
+        are integer classes of shape (n_samples,) or one-hot rows.
+    BINARY_CROSS_ENTROPY : 2
+        Sigmoid cross-entropy from raw logits, per output; targets in [0, 1] of shape
+        (n_samples, n_outputs).
+    HUBER : 3
+        Huber loss with delta 1 (as ``torch.nn.HuberLoss``), averaged over all outputs.
+    MAE : 4
+        Mean absolute error (also ``"l1"``, as ``torch.nn.L1Loss``).
+
+    Examples
+    --------
+    >>> from fastbp import Loss
+    >>> from fastbp.losses import loss_code
+    >>> loss_code("l1") is Loss.MAE, int(Loss.CROSS_ENTROPY)
+    (True, 1)
+    """
 
     MSE = 0
     CROSS_ENTROPY = 1

@@ -61,6 +61,22 @@ class Optimizer:
         Clamp every gradient entry to ``[-clip_value, clip_value]`` (after ``clip_norm``).
     schedule : fastbp.schedules.Schedule or None
         Learning-rate schedule; the rate of every step is computed per epoch in advance.
+
+    Examples
+    --------
+    Settings are checked when set and again before each use:
+
+    >>> import fastbp as fb
+    >>> fb.Adam(lr=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be finite and > 0.0, got -1.0
+
+    With a schedule, the rate of every step of an epoch is computed ahead:
+
+    >>> from fastbp import schedules
+    >>> fb.SGD(lr=0.1, schedule=schedules.CosineDecay(4)).rates(epoch=2, first_step=0, n_steps=3)
+    array([0.05, 0.05, 0.05])
     """
 
     lr: float
@@ -157,6 +173,13 @@ class SGD(Optimizer):
         Nesterov momentum; needs ``momentum > 0``.
     weight_decay, l1, clip_norm, clip_value, schedule
         See :class:`Optimizer`.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> optimizer = fb.SGD(lr=0.05, momentum=0.9, nesterov=True, clip_norm=1.0)
+    >>> optimizer.state_slots()  # one velocity buffer, kept by the model it trains
+    1
     """
 
     lr: float = 0.01
@@ -197,6 +220,15 @@ class Adam(Optimizer):
         > 0.
     weight_decay, l1, clip_norm, clip_value, schedule
         See :class:`Optimizer`.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> model = fb.mlp([4, 8, 3], activation="relu", loss="cross_entropy", seed=0)
+    >>> X, y = [[0.0, 1.0, 2.0, 3.0]] * 6, [0, 1, 2, 0, 1, 2]
+    >>> history = model.fit(X, y, epochs=2, batch_size=3, optimizer=fb.Adam(lr=1e-3))
+    >>> len(history.loss)
+    2
     """
 
     lr: float = 0.001
@@ -228,6 +260,12 @@ class AdamW(Adam):
         The decoupled decay (weights only).
     l1, clip_norm, clip_value, schedule
         See :class:`Optimizer`.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> fb.AdamW(lr=1e-3).weight_decay
+    0.01
     """
 
     weight_decay: float = field(default=0.01, kw_only=True)
@@ -256,6 +294,12 @@ class RMSprop(Optimizer):
         In [0, 1).
     weight_decay, l1, clip_norm, clip_value, schedule
         See :class:`Optimizer`.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> fb.RMSprop(lr=1e-3, momentum=0.9).state_slots()  # s and the momentum buffer b
+    2
     """
 
     lr: float = 0.01
@@ -290,6 +334,12 @@ class Adagrad(Optimizer):
         >= 0.
     weight_decay, l1, clip_norm, clip_value, schedule
         See :class:`Optimizer`.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> fb.Adagrad(lr=0.1, initial_accumulator_value=0.1).state_slots()  # the sum of g²
+    1
     """
 
     lr: float = 0.01

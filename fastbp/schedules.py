@@ -131,7 +131,13 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Constant(Schedule):
-    """The optimizer's rate at every step: ``factor(t) = 1``."""
+    """The optimizer's rate at every step: ``factor(t) = 1`` (the same as no schedule).
+
+    Examples
+    --------
+    >>> Constant().factor(np.arange(3))
+    array([1., 1., 1.])
+    """
 
     name = "constant"
 
