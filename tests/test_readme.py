@@ -1,10 +1,21 @@
-"""The README's quick start runs as written."""
+"""The README's Python snippets run as written: the quick start on its own, and every
+```python block in order, in one namespace, as a reader would paste them."""
 import contextlib
+import gzip
+import importlib.util
 import io
 import pathlib
 import re
+import struct
+
+import numpy as np
+import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 
 
 def test_quick_start_runs():
@@ -17,3 +28,49 @@ def test_quick_start_runs():
     assert namespace["proba"].shape == (5, 10)
     assert len(namespace["history"].loss) == 10
     assert "accuracy" in printed.getvalue()
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def fake_mnist(folder):
+    """Small files with MNIST's names and layout, for the load_mnist snippet."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 256), ("t10k", 64)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+
+
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer:UserWarning")  # sklearn's 200 epochs
+def test_every_python_snippet_runs_in_order(tmp_path, monkeypatch):
+    blocks = python_blocks()
+    assert len(blocks) >= 5
+    monkeypatch.chdir(tmp_path)  # CSVLogger("log.csv") and friends write here
+    fake_mnist(tmp_path / "mnist")
+    have_sklearn = importlib.util.find_spec("sklearn") is not None
+    namespace = {}
+
+    def my_batches():  # what "In your own loop" leaves to the reader
+        X, y = namespace["X"], namespace["y"]
+        for start in range(0, 64, 16):
+            yield X[start:start + 16], y[start:start + 16]
+
+    namespace["my_batches"] = my_batches
+    ran = 0
+    for index, code in enumerate(blocks):
+        if "sklearn" in code and not have_sklearn:
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                exec(compile(code, f"{README}, python block {index}", "exec"), namespace)
+            except Exception as error:
+                pytest.fail(f"README python block {index} failed: {error!r}\n{code}")
+        ran += 1
+        if "load_mnist(" in code:
+            assert namespace["X_train"].shape == (256, 784)  # read from the fake files
+    assert ran == len(blocks) - (0 if have_sklearn else 1)
+    assert (tmp_path / "log.csv").exists()  # the callbacks snippet trained and logged
+    assert namespace["err"] < 1e-4  # check_gradients in "In your own loop"
