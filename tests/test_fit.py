@@ -139,7 +139,7 @@ def test_callback_protocol_order():
     X, y = problem()
     recorder = Recorder()
     model().fit(X, y, epochs=2, callbacks=recorder, **FIT)
-    keys = sorted(["epoch_time", "loss", "lr", "samples_per_second", "grad_norm_0",
+    keys = sorted(["accuracy", "epoch_time", "loss", "lr", "samples_per_second", "grad_norm_0",
                    "grad_norm_1", "update_ratio_0", "update_ratio_1", "saturated_fraction_0"])
     assert recorder.calls == ["set_model", "begin", ("epoch", 0, keys), ("epoch", 1, keys), "end"]
 
