@@ -2,6 +2,7 @@
 progress output, Ctrl-C and the wall-clock budget."""
 import csv
 import json
+import _thread
 import os
 import signal
 import sys
@@ -305,6 +306,29 @@ def test_ctrl_c_stops_within_a_second_and_returns_the_history(capsys):
     np.testing.assert_array_equal(m.parameters, recorder.params[stopper.best_epoch])
     assert m.evaluate(X, y)["loss"] < 5  # a usable model
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_interrupt_main_stops_fit_within_a_second_with_finite_weights(capsys):
+    """Ctrl-C as _thread.interrupt_main() raises it (Python's SIGINT handling, no OS signal),
+    without early stopping: the model keeps its last completed step."""
+    X, y = problem(4000)
+    m = model()
+    sent = []
+
+    def interrupt():
+        sent.append(time.monotonic())
+        _thread.interrupt_main()
+
+    timer = threading.Timer(0.5, interrupt)
+    timer.start()
+    history = m.fit(X, y, epochs=10**6, **FIT)
+    returned = time.monotonic()
+    timer.join()
+    assert history.stop_reason == "interrupted"
+    assert returned - sent[0] < 1.0
+    assert "interrupted by Ctrl-C" in capsys.readouterr().err
+    assert np.all(np.isfinite(m.parameters)) and m._plan.steps > 0
+    assert m.evaluate(X, y)["loss"] < 5
 
 
 # ---------------------------------------------------------------- schedules through fit

@@ -3,8 +3,13 @@ import contextlib
 import io
 import pathlib
 import re
+import subprocess
+import sys
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def test_quick_start_runs():
@@ -17,3 +22,22 @@ def test_quick_start_runs():
     assert namespace["proba"].shape == (5, 10)
     assert len(namespace["history"].loss) == 10
     assert "accuracy" in printed.getvalue()
+
+
+def test_full_training_example_is_the_script_that_draws_its_figure(tmp_path):
+    """The README's full example is docs/training_history.py's code (which wrote the PNG the
+    README shows), and the script runs."""
+    pytest.importorskip("matplotlib")
+    text = README.read_text(encoding="utf-8")
+    shown = re.search(r"A full run .*?```python\n(.*?)```", text, re.S).group(1)
+    script = (ROOT / "docs" / "training_history.py").read_text(encoding="utf-8")
+    body = script[script.index("# README example begins\n") + 24:
+                  script.index("# README example ends")]
+    assert shown == body.replace("history.plot(OUTPUT)", 'history.plot("training_history.png")')
+    assert (ROOT / "docs" / "training_history.png").stat().st_size > 10_000
+    figure = tmp_path / "history.png"
+    done = subprocess.run([sys.executable, str(ROOT / "docs" / "training_history.py"),
+                           str(figure)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "best epoch" in done.stdout and figure.stat().st_size > 10_000
