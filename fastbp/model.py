@@ -14,7 +14,7 @@ from .optimizers import SGD, Optimizer
 from .plan import Plan
 from .threads import blas_threads, check_threads, resolve
 from .callbacks import check_callbacks
-from .training import Trainer, raise_for_status
+from .training import Trainer, raise_for_status, reported_figures
 from .validation import split_validation
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -398,7 +398,6 @@ class Sequential:
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
         check_threads(threads)
-        callbacks = check_callbacks(callbacks)
         if max_time is not None:
             max_time = check_real(max_time, "max_time", 0.0, low_inclusive=False)
         validation_split = check_real(validation_split, "validation_split", 0.0, high=1.0)
@@ -406,6 +405,9 @@ class Sequential:
             raise ValueError("validation_split must be < 1, got 1.0")
         if validation_split and validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
+        callbacks = check_callbacks(callbacks, reported_figures(
+            len(self._specs), self._loss in CLASSIFICATION,
+            validation_data is not None or validation_split > 0))
         X, Y, labels = self._check_Xy(X, y)
         weights = self._sample_weights(X.shape[0], labels, sample_weight, class_weight)
         validation = None

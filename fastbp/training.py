@@ -119,6 +119,19 @@ def layer_figures(telemetry, activations):
     return figures
 
 
+def reported_figures(n_layers, classification, validation):
+    """The keys fit's epoch logs can hold (the unit fractions exist for some layers only)."""
+    keys = {"loss", "lr", "epoch_time", "samples_per_second"}
+    if classification:
+        keys.add("accuracy")
+    if validation:
+        keys.update("val_" + key for key in ("loss", "accuracy") if key in keys)
+    for layer in range(n_layers):
+        keys.update(f"{name}_{layer}" for name in ("grad_norm", "update_ratio",
+                                                     "dead_fraction", "saturated_fraction"))
+    return keys
+
+
 class _Interrupts:
     """While active, Ctrl-C sets a flag instead of raising in the middle of bookkeeping
     (only possible in the main thread; elsewhere KeyboardInterrupt never arrives anyway)."""

@@ -117,6 +117,11 @@ def test_validation_split_through_fit_reports_val_figures():
     (dict(validation_data=(np.zeros((2, 9)), [0, 5])), ValueError, "validation_data\\[1\\] holds"),
     (dict(max_time=0), ValueError, "max_time must be finite and > 0"),
     (dict(callbacks=[object()]), TypeError, "callbacks\\[0\\] must be a fastbp.callbacks"),
+    (dict(callbacks=[cb.CSVLogger("unused.csv"), cb.EarlyStopping()]), ValueError,
+     "callbacks\\[1\\] \\(EarlyStopping\\) monitors 'val_loss', which this fit does not "
+     "report \\(val_\\* need validation_data or validation_split\\)"),
+    (dict(callbacks=cb.ReduceLROnPlateau(monitor="val_accuracy")), ValueError,
+     "monitors 'val_accuracy', which this fit does not report"),
     (dict(sample_weight=np.ones(5)), ValueError, r"sample_weight must have shape \(240,\)"),
     (dict(sample_weight=-np.ones(240)), ValueError, "sample_weight must be >= 0"),
     (dict(sample_weight=np.zeros(240)), ValueError, "not all zero"),
@@ -132,6 +137,41 @@ def test_bad_fit_arguments_are_refused_untouched(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         m.fit(X, y, epochs=1, **kwargs, **FIT)
     np.testing.assert_array_equal(m.parameters, before)
+
+
+def test_monitoring_accuracy_of_a_regression_fit_is_refused_before_training():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    m = fb.mlp([3, 4, 2], loss="mse", seed=0)
+    before = m.parameters.copy()
+    with pytest.raises(ValueError, match="monitors 'accuracy', which this fit does not report"):
+        m.fit(X, X[:, :2], epochs=1, callbacks=[cb.EarlyStopping(monitor="accuracy")], **FIT)
+    np.testing.assert_array_equal(m.parameters, before)
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda: cb.EarlyStopping(patience=0), ValueError, "patience must be >= 1"),
+    (lambda: cb.EarlyStopping(patience=2.5), TypeError, "patience must be an integer"),
+    (lambda: cb.EarlyStopping(min_delta=-1), ValueError, "min_delta must be finite and >= 0"),
+    (lambda: cb.EarlyStopping(min_delta=float("nan")), ValueError, "min_delta must be finite"),
+    (lambda: cb.EarlyStopping(mode="largest"), ValueError, "mode must be 'auto', 'min' or 'max'"),
+    (lambda: cb.EarlyStopping(monitor=None), TypeError, "monitor must be a str"),
+    (lambda: cb.EarlyStopping(restore_best_weights="no"), TypeError,
+     "restore_best_weights must be True or False"),
+    (lambda: cb.ReduceLROnPlateau(factor=1.0), ValueError, "factor must be < 1"),
+    (lambda: cb.ReduceLROnPlateau(factor=0), ValueError, "factor must be finite and > 0"),
+    (lambda: cb.ReduceLROnPlateau(cooldown=-1), ValueError, "cooldown must be >= 0"),
+    (lambda: cb.ReduceLROnPlateau(cooldown=True), TypeError, "cooldown must be an integer"),
+    (lambda: cb.ReduceLROnPlateau(min_lr=float("inf")), ValueError, "min_lr must be finite"),
+    (lambda: cb.ModelCheckpoint(None), TypeError, "path must be a file path"),
+    (lambda: cb.ModelCheckpoint(3), TypeError, "path must be a file path"),
+    (lambda: cb.ModelCheckpoint("m.npz", save_best_only="yes"), TypeError,
+     "save_best_only must be True or False"),
+    (lambda: cb.CSVLogger(["log.csv"]), TypeError, "path must be a file path"),
+    (lambda: cb.CSVLogger("log.csv", append=1), TypeError, "append must be True or False"),
+])
+def test_bad_callback_settings_are_refused_naming_them(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
 
 
 # ---------------------------------------------------------------- callbacks
@@ -159,10 +199,26 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     np.testing.assert_array_equal(stopper.model.parameters, recorder.params[best])
 
 
-def test_early_stopping_names_a_missing_figure():
+@pytest.mark.parametrize("monitor", ["val_los", "grad_norm_2", "accuracy_0"])
+def test_a_monitor_that_fit_does_not_report_is_refused_before_training(monitor):
     X, y = problem()
-    with pytest.raises(ValueError, match="monitors 'val_loss', which fit does not report"):
-        model().fit(X, y, epochs=1, callbacks=[cb.EarlyStopping()], **FIT)
+    m = model()
+    before = m.parameters.copy()
+    with pytest.raises(ValueError, match=f"monitors '{monitor}', which this fit does not "
+                                         "report.*; it reports accuracy, dead_fraction_0"):
+        m.fit(X, y, epochs=1, validation_split=0.2,
+              callbacks=[cb.EarlyStopping(monitor=monitor)], **FIT)
+    np.testing.assert_array_equal(m.parameters, before)
+
+
+def test_a_fraction_figure_missing_at_run_time_is_named():
+    """reported_figures allows both unit fractions per layer; the one a layer lacks (tanh
+    layers report saturation, not dead units) is named once the epoch's logs show it."""
+    X, y = problem()
+    with pytest.raises(ValueError, match="monitors 'dead_fraction_0', which fit does not "
+                                         "report here"):
+        model().fit(X, y, epochs=1, callbacks=[cb.EarlyStopping(monitor="dead_fraction_0")],
+                    **FIT)
 
 
 def test_early_stopping_restores_best_weights_when_max_time_ends_training():
