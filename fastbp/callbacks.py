@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from .data import check_positive_int, check_real
+from .data import check_bool, check_int, check_path, check_positive_int, check_real
 
 __all__ = ["Callback", "CSVLogger", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau",
            "TerminateOnNaN"]
@@ -152,7 +152,7 @@ class EarlyStopping(Callback):
                  restore_best_weights=True):
         self._monitor = _Monitor(monitor, mode, min_delta, "EarlyStopping")
         self.patience = check_positive_int(patience, "patience")
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")
 
     @property
     def best(self):
@@ -203,9 +203,7 @@ class ReduceLROnPlateau(Callback):
         if self.factor == 1.0:
             raise ValueError("factor must be < 1, got 1.0")
         self.patience = check_positive_int(patience, "patience")
-        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
-            raise ValueError(f"cooldown must be an integer >= 0, got {cooldown!r}")
-        self.cooldown = cooldown
+        self.cooldown = check_int(cooldown, "cooldown", 0)
         self.min_lr = check_real(min_lr, "min_lr", 0.0)
 
     def on_train_begin(self, logs):
@@ -243,9 +241,9 @@ class ModelCheckpoint(Callback):
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
-        self.path = os.fspath(path)
+        self.path = check_path(path, "path")
         self._monitor = _Monitor(monitor, mode, 0.0, "ModelCheckpoint")
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = check_bool(save_best_only, "save_best_only")
 
     def on_train_begin(self, logs):
         self._monitor.reset()
@@ -267,8 +265,8 @@ class CSVLogger(Callback):
     """
 
     def __init__(self, path, append=False):
-        self.path = os.fspath(path)
-        self.append = bool(append)
+        self.path = check_path(path, "path")
+        self.append = check_bool(append, "append")
 
     def on_train_begin(self, logs):
         self._file = None
@@ -301,8 +299,10 @@ class TerminateOnNaN(Callback):
         return True
 
 
-def check_callbacks(callbacks):
-    """A list of callbacks from None or a sequence; TypeError naming the bad entry."""
+def check_callbacks(callbacks, reported):
+    """A list of callbacks from None or a sequence; TypeError naming a bad entry, and
+    ValueError, before any training, for one that monitors a figure not in ``reported``
+    (what this fit will put in the epoch logs: :func:`fastbp.training.reported_figures`)."""
     if callbacks is None:
         return []
     if isinstance(callbacks, Callback):
@@ -312,4 +312,11 @@ def check_callbacks(callbacks):
         if not isinstance(callback, Callback):
             raise TypeError(f"callbacks[{i}] must be a fastbp.callbacks.Callback, got "
                             f"{type(callback).__name__}")
+        monitor = getattr(callback, "_monitor", None)
+        if monitor is not None and monitor.monitor not in reported:
+            hint = (" (val_* need validation_data or validation_split)"
+                    if monitor.monitor.startswith("val_") else "")
+            raise ValueError(f"callbacks[{i}] ({type(callback).__name__}) monitors "
+                             f"{monitor.monitor!r}, which this fit does not report{hint}; it "
+                             f"reports {', '.join(sorted(reported))}")
     return callbacks

@@ -7,6 +7,7 @@ becomes one C-contiguous array of the model's dtype.
 """
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -115,6 +116,23 @@ def check_int(value, name, low):
 
 def check_positive_int(value, name):
     return check_int(value, name, 1)
+
+
+def check_bool(value, name):
+    """Return ``value`` as a bool; only bools (Python or NumPy) pass, so that a string such
+    as "no" is not silently true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_path(value, name):
+    """Return ``value`` (str or os.PathLike) as a str or bytes path; TypeError naming it."""
+    try:
+        return os.fspath(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), got "
+                        f"{type(value).__name__}") from None
 
 
 def check_real(value, name, low, low_inclusive=True, high=math.inf, high_inclusive=True):

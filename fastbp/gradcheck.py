@@ -60,11 +60,9 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
 
     X, Y, labels = twin._check_Xy(X, y)
     plan, params = twin._plan, twin.parameters
-    no_output = np.zeros((0, twin.n_outputs))
-
     def objective():
         weights = params[:plan.n_weights]
-        return _core.evaluate(plan, X, Y, labels, no_output) + 0.5 * weight_decay * weights @ weights
+        return _core.evaluate(plan, X, Y, labels)[0] + 0.5 * weight_decay * weights @ weights
 
     indices = np.arange(params.shape[0])
     if max_checks is not None:

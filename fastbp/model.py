@@ -14,7 +14,7 @@ from .optimizers import SGD, Optimizer
 from .plan import Plan
 from .threads import blas_threads, check_threads, resolve
 from .callbacks import check_callbacks
-from .training import Trainer, raise_for_status
+from .training import Trainer, raise_for_status, reported_figures
 from .validation import split_validation
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -237,32 +237,45 @@ class Sequential:
         return out
 
     @_exclusive
-    def evaluate(self, X, y, threads=None):
+    def evaluate(self, X, y, threads=None, sample_weight=None):
         """Mean loss on (X, y) and, for classification losses, accuracy (``threads`` as for
         :meth:`predict`).
+
+        Parameters
+        ----------
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights as for :meth:`fit`: the loss is ``sum(w * loss) / n_samples`` (fit's
+            definition) and accuracy the weighted fraction ``sum(w * correct) / sum(w)``.
 
         Returns
         -------
         dict
             ``{"loss": float}``, plus ``"accuracy"``: the fraction of rows whose arg-max
-            output is the label (``cross_entropy``), or of outputs whose sigmoid falls on
-            the target's side of 0.5 (``binary_cross_entropy``).
+            output is the label (``cross_entropy``; the first one on ties, as
+            ``numpy.argmax``), or of outputs whose sigmoid falls on the target's side of 0.5
+            (``binary_cross_entropy``).
         """
         X, Y, labels = self._check_Xy(X, y)
+        weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
         rows = self._plan.predict_rows(X.shape[0])
         with self._blas_threads(threads, rows):
-            return self._evaluate_checked(X, Y, labels)
+            return self._evaluate_checked(X, Y, labels, weights)
 
-    def _evaluate_checked(self, X, Y, labels):
+    def _evaluate_checked(self, X, Y, labels, weights=None):
         """evaluate() on inputs already checked, at the current BLAS setting."""
-        logits = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         self._plan.ensure_capacity(self._plan.predict_rows(X.shape[0]))
-        result = {"loss": float(_core.evaluate(self._plan, X, Y, labels, logits))}
-        if self._loss == Loss.CROSS_ENTROPY:
-            result["accuracy"] = float(np.mean(np.argmax(logits, axis=1) == labels))
-        elif self._loss in CLASSIFICATION:
-            result["accuracy"] = float(np.mean((logits > 0) == (Y > 0.5)))
+        loss, hits = _core.evaluate(self._plan, X, Y, labels, sample_weight=weights)
+        result = {"loss": float(loss)}
+        if self._loss in CLASSIFICATION:
+            result["accuracy"] = self._accuracy(hits, X.shape[0], weights)
         return result
+
+    def _accuracy(self, hits, n_samples, weights):
+        """Accuracy from the core's hit count over ``n_samples`` rows (weighted if given)."""
+        total = n_samples if weights is None else float(np.sum(weights, dtype=np.float64))
+        if self._loss != Loss.CROSS_ENTROPY:  # bce counts every output
+            total *= self.n_outputs
+        return float(hits / total)
 
     # ------------------------------------------------------------------ training
     @_exclusive
@@ -318,7 +331,7 @@ class Sequential:
         plan = self._plan
         plan.ensure_capacity(X.shape[0])
         with self._blas_threads(threads, X.shape[0]):
-            status, loss_sum, n_batches = _core.train_epoch(
+            status, loss_sum, n_batches, _ = _core.train_epoch(
                 plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer,
                 optimizer.rates(plan.epochs, plan.steps, 1), plan.steps,
                 sample_weight=weights)
@@ -385,7 +398,6 @@ class Sequential:
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
         check_threads(threads)
-        callbacks = check_callbacks(callbacks)
         if max_time is not None:
             max_time = check_real(max_time, "max_time", 0.0, low_inclusive=False)
         validation_split = check_real(validation_split, "validation_split", 0.0, high=1.0)
@@ -393,6 +405,9 @@ class Sequential:
             raise ValueError("validation_split must be < 1, got 1.0")
         if validation_split and validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
+        callbacks = check_callbacks(callbacks, reported_figures(
+            len(self._specs), self._loss in CLASSIFICATION,
+            validation_data is not None or validation_split > 0))
         X, Y, labels = self._check_Xy(X, y)
         weights = self._sample_weights(X.shape[0], labels, sample_weight, class_weight)
         validation = None

@@ -7,6 +7,8 @@ import contextlib
 import functools
 import numbers
 import os
+import threading
+import warnings
 
 #: Below this many floating-point operations in the step's largest GEMM, a second BLAS thread
 #: gains nothing, so ``threads="auto"`` uses one (and leaves the other core to the caller).
@@ -52,6 +54,22 @@ def current():
     return max(lib.num_threads for lib in _scipy_blas())
 
 
+_warned = []
+
+
+def _warn_if_ignored(libraries, previous, threads):
+    """SciPy's OpenBLAS (0.3.30, measured) ignores thread-count changes made outside the
+    main thread: say so once, instead of letting ``threads=`` fail silently."""
+    now = [lib.num_threads for lib in libraries]
+    if not _warned and now == previous and threads not in now \
+            and threading.current_thread() is not threading.main_thread():
+        _warned.append(True)
+        warnings.warn(f"BLAS ignored threads={threads} set from a thread other than the main "
+                      f"one (it runs at {max(now)}); set the BLAS thread count from the main "
+                      "thread, e.g. with threadpoolctl, before starting worker threads",
+                      RuntimeWarning, stacklevel=4)
+
+
 @contextlib.contextmanager
 def blas_threads(threads):
     """Run the block with SciPy's BLAS at ``threads`` threads (None: unchanged)."""
@@ -63,6 +81,7 @@ def blas_threads(threads):
     try:
         for lib in libraries:
             lib.set_num_threads(threads)
+        _warn_if_ignored(libraries, previous, threads)
         yield
     finally:
         for lib, count in zip(libraries, previous):

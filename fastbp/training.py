@@ -14,6 +14,7 @@ import numpy as np
 
 from ._native import core as _core
 from .activations import RELU_FAMILY
+from .losses import CLASSIFICATION
 from .progress import Progress
 
 _STATUS_NONFINITE_LOSS = _core.CODES["STATUS_NONFINITE_LOSS"]
@@ -35,8 +36,10 @@ class History:
     ----------
     history : dict of str to list
         One list per figure, one entry per completed epoch: ``loss`` (mean training loss,
-        without decay penalties), ``val_loss`` and ``val_accuracy`` (with validation data;
-        accuracy for classification losses), ``lr`` (learning rate of the epoch's last
+        without decay penalties), ``accuracy`` (classification losses: as
+        :meth:`Sequential.evaluate` defines it, each batch scored by the model it was
+        trained on, before its update, as Keras's running figure), ``val_loss`` and
+        ``val_accuracy`` (with validation data), ``lr`` (learning rate of the epoch's last
         step), ``epoch_time`` (seconds), ``samples_per_second``, and per layer ``l``,
         measured on the epoch's last batch inside the compiled loop: ``grad_norm_<l>``
         (weight gradient norm, before clipping), ``update_ratio_<l>`` (update norm over
@@ -114,6 +117,19 @@ def layer_figures(telemetry, activations):
             kind = "dead" if act in RELU_FAMILY else "saturated"
             figures[f"{kind}_fraction_{layer}"] = float(units)
     return figures
+
+
+def reported_figures(n_layers, classification, validation):
+    """The keys fit's epoch logs can hold (the unit fractions exist for some layers only)."""
+    keys = {"loss", "lr", "epoch_time", "samples_per_second"}
+    if classification:
+        keys.add("accuracy")
+    if validation:
+        keys.update("val_" + key for key in ("loss", "accuracy") if key in keys)
+    for layer in range(n_layers):
+        keys.update(f"{name}_{layer}" for name in ("grad_norm", "update_ratio",
+                                                     "dead_fraction", "saturated_fraction"))
+    return keys
 
 
 class _Interrupts:
@@ -203,7 +219,7 @@ class Trainer:
         n_batches = -(-n // self.batch_size)
         rates = optimizer.rates(plan.epochs, plan.steps, n_batches)
         self.progress.start_epoch(epoch, epochs, n)
-        started, done, loss_sum, batch = time.perf_counter(), 0, 0.0, 0
+        started, done, loss_sum, hits, batch = time.perf_counter(), 0, 0.0, 0.0, 0
         telemetry = np.full((len(plan.table), 4), np.nan)
         while done < n:
             if self._stop_requested():
@@ -211,7 +227,7 @@ class Trainer:
                 return None
             end = min(n, done + self.chunk_batches * self.batch_size)
             chunk_started = time.perf_counter()
-            status, chunk_loss, chunk_done = _core.train_epoch(
+            status, chunk_loss, chunk_done, chunk_hits = _core.train_epoch(
                 plan, self.X, self.Y, self.labels, order, self.batch_size, optimizer,
                 rates[batch:], plan.steps, row0=done, row1=end, telemetry=telemetry,
                 sample_weight=self.weights)
@@ -220,11 +236,14 @@ class Trainer:
             self._adapt_chunk(time.perf_counter() - chunk_started, n_batches)
             batch += chunk_done
             loss_sum += chunk_loss
+            hits += chunk_hits
             done = end
             self.progress.update(done, loss_sum / done)
         elapsed = time.perf_counter() - started
         plan.epochs += 1
         logs = {"loss": loss_sum / n}
+        if self.model._loss in CLASSIFICATION:
+            logs["accuracy"] = self.model._accuracy(hits, n, self.weights)
         if self.validation is not None:
             logs.update({"val_" + key: value
                          for key, value in self.model._evaluate_checked(*self.validation).items()})

@@ -300,14 +300,15 @@ cdef void _weight_gradients(Net *net, floating *G, floating *ws, const floating 
 cdef double _loss_and_backward(Net *net, const floating *P, floating *G, floating *ws,
                                const floating *Xb, Py_ssize_t B, const floating *Y,
                                const Py_ssize_t *labels, const Py_ssize_t *idx,
-                               const floating *weights) noexcept nogil:
+                               const floating *weights, double *hits) noexcept nogil:
     """Forward, fused loss + output delta, and backward for one batch on this thread;
-    returns the mean (sample-weighted) loss; backward is skipped when it is not finite."""
+    returns the mean (sample-weighted) loss and adds the batch's hits (_losses.pxd D);
+    backward is skipped when the loss is not finite."""
     cdef Layer *last = &net.layers[net.n_layers - 1]
     cdef double loss
     _forward(net, P, ws, Xb, 0, B, NULL)
     loss = weighted_loss_backward(net.loss, last.act, ws + last.a, _zrows(last, ws, 0), Y,
-                                  labels, idx, weights, B, last.n_out, B) / B
+                                  labels, idx, weights, B, last.n_out, B, hits) / B
     if isfinite(loss):
         _deltas(net, P, ws, 0, B)
         _weight_gradients(net, G, ws, Xb, B, 0, 1)
@@ -318,31 +319,37 @@ cdef double _batch_gradients_parallel(Net *net, const floating *P, floating *G, 
                                       const floating *X, Py_ssize_t F, const Py_ssize_t *idx,
                                       Py_ssize_t start, Py_ssize_t B, const floating *Y,
                                       Py_ssize_t y_cols, const Py_ssize_t *labels,
-                                      const floating *weights, int n_threads) noexcept nogil:
+                                      const floating *weights, int n_threads,
+                                      double *hits) noexcept nogil:
     """The batch split over n_threads threads (BLAS must run single-threaded): each takes
     a block of rows for gather, forward, loss and deltas, then a block of every dW's rows.
-    Returns the mean loss; gradients are left in G (garbage if the loss is not finite)."""
+    Returns the mean loss and adds the hits; gradients are left in G (garbage if the loss is
+    not finite)."""
     cdef Layer *last = &net.layers[net.n_layers - 1]
     cdef const floating *Xb = ws if idx != NULL else X + start * F
-    cdef double loss = 0
+    cdef double loss = 0, all_hits = 0, thread_hits
     cdef Py_ssize_t t, r0, r1
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
         r0 = B * t // n_threads
         r1 = B * (t + 1) // n_threads
+        thread_hits = 0
         if idx != NULL:
             _gather(X, idx + r0, r1 - r0, F, ws + r0 * F)
         _forward(net, P, ws, Xb, r0, r1, NULL)
         if idx != NULL:
             loss += weighted_loss_backward(net.loss, last.act, ws + last.a + r0 * last.n_out,
                                            _zrows(last, ws, r0), Y, labels, idx + r0, weights,
-                                           r1 - r0, last.n_out, B)
+                                           r1 - r0, last.n_out, B, &thread_hits)
         else:
             loss += weighted_loss_backward(
                 net.loss, last.act, ws + last.a + r0 * last.n_out, _zrows(last, ws, r0),
                 Y + (start + r0) * y_cols if Y != NULL else NULL,
                 labels + start + r0 if labels != NULL else NULL, NULL,
-                weights + start + r0 if weights != NULL else NULL, r1 - r0, last.n_out, B)
+                weights + start + r0 if weights != NULL else NULL, r1 - r0, last.n_out, B,
+                &thread_hits)
+        all_hits += thread_hits
         _deltas(net, P, ws, r0, r1)
+    hits[0] += all_hits
     if not isfinite(loss):
         return loss
     for t in prange(n_threads, num_threads=n_threads, schedule="static"):
@@ -427,8 +434,9 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     ``sample_weight`` (one finite value >= 0 per row of X), if given, weights each row's
     loss and gradient: a batch's loss is Σ w·loss / rows.
 
-    Returns ``(status, loss_sum, n_batches)``: loss_sum is Σ batch_mean·batch_rows over the
-    completed batches. A batch whose loss or update is non-finite is not applied: training
+    Returns ``(status, loss_sum, n_batches, hits)``: loss_sum is Σ batch_mean·batch_rows over
+    the completed batches, hits their (sample-weighted) count of correct predictions before
+    each batch's update (classification losses; 0 otherwise; see _losses.pxd D). A batch whose loss or update is non-finite is not applied: training
     stops there with the parameters and optimizer state of the batch before.
     """
     cdef floating[::1] P = plan.params, G = plan.grads, S = plan.state
@@ -439,7 +447,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef const Py_ssize_t *idx
     cdef const Py_ssize_t *order_p = _iptr(order)
     cdef const floating *Xb
-    cdef double loss, loss_sum = 0
+    cdef double loss, loss_sum = 0, hits = 0, batch_hits
     cdef int status = STATUS_OK, refused
     cdef const floating *weights_p = NULL
     cdef OptimizerStep opt = _read_optimizer(optimizer, P.shape[0], n_state)
@@ -482,10 +490,12 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             while start < end:
                 B = min(batch_size, end - start)
                 idx = order_p + start if order_p != NULL else NULL
+                batch_hits = 0
                 if n_threads > 1 and B >= n_threads:
                     loss = _batch_gradients_parallel(
                         &net, &P[0], &G[0], &ws[0], &X[0, 0], X.shape[1], idx, start, B,
-                        _cptr2(Y), Y.shape[1], _iptr(labels), weights_p, n_threads)
+                        _cptr2(Y), Y.shape[1], _iptr(labels), weights_p, n_threads,
+                        &batch_hits)
                 else:
                     if idx != NULL:
                         _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
@@ -498,7 +508,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                         &net, &P[0], &G[0], &ws[0], Xb, B,
                         _cptr2(Y) + (0 if idx != NULL or Y.shape[0] == 0 else start * Y.shape[1]),
                         _iptr(labels) + (0 if idx != NULL or labels.shape[0] == 0 else start),
-                        idx, weights_p + (start if idx == NULL and weights_p != NULL else 0))
+                        idx, weights_p + (start if idx == NULL and weights_p != NULL else 0),
+                        &batch_hits)
                 if not isfinite(loss):
                     status = STATUS_NONFINITE_LOSS
                     break
@@ -515,11 +526,12 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                     status = STATUS_NONFINITE_PARAMS
                     break
                 loss_sum += loss * B
+                hits += batch_hits
                 n_batches += 1
                 start += B
     finally:
         free(net.layers)
-    return status, loss_sum, n_batches
+    return status, loss_sum, n_batches, hits
 
 
 def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
@@ -529,7 +541,7 @@ def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef floating[::1] P = plan.params, G = plan.grads, ws = plan.workspace
     cdef Py_ssize_t i
     cdef floating wd = <floating> weight_decay
-    cdef double loss, penalty = 0
+    cdef double loss, penalty = 0, hits = 0
     cdef const floating *weights_p = NULL
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
     try:
@@ -544,7 +556,7 @@ def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             weights_p = &sample_weight[0]
         with nogil:
             loss = _loss_and_backward(&net, &P[0], &G[0], &ws[0], &X[0, 0], X.shape[0],
-                                      _cptr2(Y), _iptr(labels), NULL, weights_p)
+                                      _cptr2(Y), _iptr(labels), NULL, weights_p, &hits)
             if wd != 0:
                 for i in range(net.n_weights):
                     G[i] += wd * P[i]
@@ -580,40 +592,42 @@ def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_out
 
 
 def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
-             const Py_ssize_t[::1] labels, floating[:, ::1] out):
-    """Mean loss over all rows of X (no penalty), in chunks of the workspace capacity; the raw
-    outputs (logits for the fused losses) are copied into ``out`` first unless it is empty."""
+             const Py_ssize_t[::1] labels, const floating[::1] sample_weight=None):
+    """Loss and hits (_losses.pxd D) over all rows of X, in chunks of the workspace capacity:
+    returns ``(Σ w·loss / n_rows, Σ w·hits)`` with w = ``sample_weight`` (one per row; all 1
+    if None), fit's definition of the loss, with no penalty."""
     cdef floating[::1] P = plan.params, ws = plan.workspace
     cdef Py_ssize_t start, B, n_out, y_cols = Y.shape[1]
-    cdef double total = 0
-    cdef floating *Z
+    cdef double total = 0, hits = 0
+    cdef const floating *weights_p = NULL
+    cdef Layer *last
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
     try:
-        n_out = net.layers[net.n_layers - 1].n_out
+        last = &net.layers[net.n_layers - 1]
+        n_out = last.n_out
         if X.shape[0] == 0:
             raise ValueError("no rows to evaluate")
-        if out.shape[0] != 0 and (out.shape[0] != X.shape[0] or out.shape[1] != n_out):
-            raise ValueError("out must have shape (%d, %d)" % (X.shape[0], n_out))
+        if sample_weight is not None:
+            if sample_weight.shape[0] != X.shape[0]:
+                raise ValueError("sample_weight has %d entries, X has %d rows"
+                                 % (sample_weight.shape[0], X.shape[0]))
+            weights_p = &sample_weight[0]
         _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
                           labels.shape[0], min(net.capacity, X.shape[0]))
-        Z = &ws[0] + net.layers[net.n_layers - 1].a
         with nogil:
             start = 0
             while start < X.shape[0]:
                 B = min(net.capacity, X.shape[0] - start)
                 _forward(&net, &P[0], &ws[0], &X[start, 0], 0, B, NULL)
-                if out.shape[0] != 0:
-                    memcpy(&out[start, 0], Z, B * n_out * sizeof(floating))
-                total += loss_backward(
-                    net.loss, net.layers[net.n_layers - 1].act, Z,
-                    _zrows(&net.layers[net.n_layers - 1], &ws[0], 0),
+                total += weighted_loss_backward(
+                    net.loss, last.act, &ws[0] + last.a, _zrows(last, &ws[0], 0),
                     _cptr2(Y) + (start * y_cols if Y.shape[0] > 0 else 0),
                     _iptr(labels) + (start if labels.shape[0] > 0 else 0),
-                    NULL, B, n_out, B)
+                    NULL, weights_p + (start if weights_p != NULL else 0), B, n_out, B, &hits)
                 start += B
     finally:
         free(net.layers)
-    return total / X.shape[0]
+    return total / X.shape[0], hits
 
 
 def gemm_roofline(plan, const floating[:, ::1] X, Py_ssize_t batch_size):
@@ -709,10 +723,11 @@ def _twin_act_backward(floating[::1] A, const floating[::1] K, const floating[::
 def _twin_loss(int loss, int act, floating[:, ::1] Z, const floating[:, ::1] K,
                const floating[:, ::1] Y, const Py_ssize_t[::1] labels):
     """Mean loss over Z's rows, leaving dLoss/dZ in Z; K as for _twin_bias_act."""
+    cdef double hits = 0  # tested through evaluate
     _check_kept(act if loss != LOSS_CROSS_ENTROPY and loss != LOSS_BINARY_CROSS_ENTROPY
                 else ACT_IDENTITY, K.size, Z.size)
     return loss_backward(loss, act, &Z[0, 0], _cptr2(K), _cptr2(Y), _iptr(labels), NULL,
-                         Z.shape[0], Z.shape[1], Z.shape[0]) / Z.shape[0]
+                         Z.shape[0], Z.shape[1], Z.shape[0], &hits) / Z.shape[0]
 
 
 def _twin_output_activation(int loss, floating[:, ::1] Z):

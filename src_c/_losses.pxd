@@ -10,6 +10,10 @@
 # C. Why from logits: softmax and sigmoid are fused into their losses and computed with
 #    log-sum-exp / exp(-|z|), so no overflow and one exp per element, one log per row.
 #    Codes are mirrored by fastbp.losses.Loss (a test asserts they agree).
+# D. Accuracy rides along: the classification losses add to *hits the rows whose first
+#    arg-max is the label (cross-entropy; numpy.argmax's tie rule) or the outputs on the
+#    target's side of 0 (bce), read from the logits before they become gradients; the
+#    regression losses leave it alone. It costs a compare per row (per output for bce).
 from cython cimport floating
 from libc.math cimport log, log1p, fabs
 from _activations cimport fexp, act_derivative
@@ -111,7 +115,8 @@ cdef inline double mae(floating *A__bo, const floating *K__bo, const floating *Y
 
 
 cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, const Py_ssize_t *idx,
-                                 Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch) noexcept nogil:
+                                 Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch,
+                                 double *hits) noexcept nogil:
     """logsumexp(z) - z[label] per row; gradient (softmax(z) - onehot) / batch.
 
     Σ log(s_i) is taken as log(Π s_i): each row's s_i = Σ exp(z - max) lies in [1, O], so
@@ -121,6 +126,8 @@ cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, cons
     cdef floating *z
     cdef floating zmax, s, scale, inv_b = <floating> (1.0 / batch)
     cdef double total = 0, product = 1
+    cdef Py_ssize_t correct = 0
+    cdef bint hit
     for i in range(B):
         z = Z__bo + i * O
         label = labels[_row(idx, i)]
@@ -129,6 +136,12 @@ cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, cons
             if z[j] > zmax:
                 zmax = z[j]
         total += zmax - z[label]
+        hit = z[label] == zmax
+        j = 0
+        while hit and j < label:  # a tie earlier in the row wins, as in numpy.argmax
+            hit = z[j] != zmax
+            j += 1
+        correct += hit
         for j in range(O):  # kept apart from the sum so it vectorises
             z[j] = fexp(z[j] - zmax)
         s = 0
@@ -142,12 +155,13 @@ cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, cons
         for j in range(O):
             z[j] *= scale
         z[label] -= inv_b
+    hits[0] += correct
     return total + log(product)
 
 
 cdef inline double binary_cross_entropy(floating *Z__bo, const floating *Y__no,
                                         const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O,
-                                        Py_ssize_t batch) noexcept nogil:
+                                        Py_ssize_t batch, double *hits) noexcept nogil:
     """max(z,0) - z·y + log(1 + exp(-|z|)) averaged over outputs; gradient
     (sigmoid(z) - y) / (batch·O)."""
     cdef Py_ssize_t i, j
@@ -155,27 +169,30 @@ cdef inline double binary_cross_entropy(floating *Z__bo, const floating *Y__no,
     cdef const floating *y
     cdef floating v, e, p, scale = <floating> (1.0 / (batch * O))
     cdef double total = 0
+    cdef Py_ssize_t correct = 0
     for i in range(B):
         z = Z__bo + i * O
         y = Y__no + _row(idx, i) * O
         for j in range(O):
             v = z[j]
+            correct += (v > 0) == (y[j] > <floating> 0.5)
             e = fexp(-fabs(v))
             total += (v if v > 0 else 0) - v * y[j] + log1p(e)
             p = 1 / (1 + e) if v >= 0 else e / (1 + e)
             z[j] = scale * (p - y[j])
+    hits[0] += correct
     return total / O
 
 
 cdef inline double loss_backward(int loss, int act, floating *Z__bo, const floating *K__bo,
                                  const floating *Y__no, const Py_ssize_t *labels,
                                  const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O,
-                                 Py_ssize_t batch) noexcept nogil:
-    """The loss's sum over B rows, leaving dLoss/dZ in Z (see A); K as in B."""
+                                 Py_ssize_t batch, double *hits) noexcept nogil:
+    """The loss's sum over B rows, leaving dLoss/dZ in Z (see A); K as in B, hits as in D."""
     if loss == LOSS_CROSS_ENTROPY:
-        return cross_entropy(Z__bo, labels, idx, B, O, batch)
+        return cross_entropy(Z__bo, labels, idx, B, O, batch, hits)
     if loss == LOSS_BINARY_CROSS_ENTROPY:
-        return binary_cross_entropy(Z__bo, Y__no, idx, B, O, batch)
+        return binary_cross_entropy(Z__bo, Y__no, idx, B, O, batch, hits)
     if loss == LOSS_HUBER:
         return huber(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
     if loss == LOSS_MAE:
@@ -187,30 +204,32 @@ cdef inline double weighted_loss_backward(int loss, int act, floating *Z__bo,
                                           const floating *K__bo, const floating *Y__no,
                                           const Py_ssize_t *labels, const Py_ssize_t *idx,
                                           const floating *w__n, Py_ssize_t B, Py_ssize_t O,
-                                          Py_ssize_t batch) noexcept nogil:
+                                          Py_ssize_t batch, double *hits) noexcept nogil:
     """loss_backward with a weight per sample (w__n, indexed like the targets; NULL: all 1):
     returns Σ w·row loss and scales each row's gradient by its weight, so the mean over a
-    batch is Σ w·loss / batch (Keras's sample_weight). One call per row: the weighted path
-    trades a little speed for not touching every loss kernel."""
+    batch is Σ w·loss / batch (Keras's sample_weight); hits are weighted too. One call per
+    row: the weighted path trades a little speed for not touching every loss kernel."""
     cdef Py_ssize_t i, row
     cdef Py_ssize_t j
-    cdef double total = 0
+    cdef double total = 0, row_hits
     cdef floating w
     cdef floating *z
     if w__n == NULL:
-        return loss_backward(loss, act, Z__bo, K__bo, Y__no, labels, idx, B, O, batch)
+        return loss_backward(loss, act, Z__bo, K__bo, Y__no, labels, idx, B, O, batch, hits)
     for i in range(B):
         row = _row(idx, i)
         z = Z__bo + i * O
         w = w__n[row]
+        row_hits = 0
         if idx != NULL:
             total += w * loss_backward(loss, act, z, K__bo + i * O if K__bo != NULL else NULL,
-                                       Y__no, labels, idx + i, 1, O, batch)
+                                       Y__no, labels, idx + i, 1, O, batch, &row_hits)
         else:
             total += w * loss_backward(loss, act, z, K__bo + i * O if K__bo != NULL else NULL,
                                        Y__no + i * O if Y__no != NULL else NULL,
                                        labels + i if labels != NULL else NULL, NULL, 1, O,
-                                       batch)
+                                       batch, &row_hits)
+        hits[0] += w * row_hits
         for j in range(O):
             z[j] *= w
     return total

@@ -2,6 +2,7 @@
 progress output, Ctrl-C and the wall-clock budget."""
 import csv
 import json
+import _thread
 import os
 import signal
 import sys
@@ -116,6 +117,11 @@ def test_validation_split_through_fit_reports_val_figures():
     (dict(validation_data=(np.zeros((2, 9)), [0, 5])), ValueError, "validation_data\\[1\\] holds"),
     (dict(max_time=0), ValueError, "max_time must be finite and > 0"),
     (dict(callbacks=[object()]), TypeError, "callbacks\\[0\\] must be a fastbp.callbacks"),
+    (dict(callbacks=[cb.CSVLogger("unused.csv"), cb.EarlyStopping()]), ValueError,
+     "callbacks\\[1\\] \\(EarlyStopping\\) monitors 'val_loss', which this fit does not "
+     "report \\(val_\\* need validation_data or validation_split\\)"),
+    (dict(callbacks=cb.ReduceLROnPlateau(monitor="val_accuracy")), ValueError,
+     "monitors 'val_accuracy', which this fit does not report"),
     (dict(sample_weight=np.ones(5)), ValueError, r"sample_weight must have shape \(240,\)"),
     (dict(sample_weight=-np.ones(240)), ValueError, "sample_weight must be >= 0"),
     (dict(sample_weight=np.zeros(240)), ValueError, "not all zero"),
@@ -133,13 +139,48 @@ def test_bad_fit_arguments_are_refused_untouched(kwargs, exc, match):
     np.testing.assert_array_equal(m.parameters, before)
 
 
+def test_monitoring_accuracy_of_a_regression_fit_is_refused_before_training():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    m = fb.mlp([3, 4, 2], loss="mse", seed=0)
+    before = m.parameters.copy()
+    with pytest.raises(ValueError, match="monitors 'accuracy', which this fit does not report"):
+        m.fit(X, X[:, :2], epochs=1, callbacks=[cb.EarlyStopping(monitor="accuracy")], **FIT)
+    np.testing.assert_array_equal(m.parameters, before)
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda: cb.EarlyStopping(patience=0), ValueError, "patience must be >= 1"),
+    (lambda: cb.EarlyStopping(patience=2.5), TypeError, "patience must be an integer"),
+    (lambda: cb.EarlyStopping(min_delta=-1), ValueError, "min_delta must be finite and >= 0"),
+    (lambda: cb.EarlyStopping(min_delta=float("nan")), ValueError, "min_delta must be finite"),
+    (lambda: cb.EarlyStopping(mode="largest"), ValueError, "mode must be 'auto', 'min' or 'max'"),
+    (lambda: cb.EarlyStopping(monitor=None), TypeError, "monitor must be a str"),
+    (lambda: cb.EarlyStopping(restore_best_weights="no"), TypeError,
+     "restore_best_weights must be True or False"),
+    (lambda: cb.ReduceLROnPlateau(factor=1.0), ValueError, "factor must be < 1"),
+    (lambda: cb.ReduceLROnPlateau(factor=0), ValueError, "factor must be finite and > 0"),
+    (lambda: cb.ReduceLROnPlateau(cooldown=-1), ValueError, "cooldown must be >= 0"),
+    (lambda: cb.ReduceLROnPlateau(cooldown=True), TypeError, "cooldown must be an integer"),
+    (lambda: cb.ReduceLROnPlateau(min_lr=float("inf")), ValueError, "min_lr must be finite"),
+    (lambda: cb.ModelCheckpoint(None), TypeError, "path must be a file path"),
+    (lambda: cb.ModelCheckpoint(3), TypeError, "path must be a file path"),
+    (lambda: cb.ModelCheckpoint("m.npz", save_best_only="yes"), TypeError,
+     "save_best_only must be True or False"),
+    (lambda: cb.CSVLogger(["log.csv"]), TypeError, "path must be a file path"),
+    (lambda: cb.CSVLogger("log.csv", append=1), TypeError, "append must be True or False"),
+])
+def test_bad_callback_settings_are_refused_naming_them(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
 # ---------------------------------------------------------------- callbacks
 
 def test_callback_protocol_order():
     X, y = problem()
     recorder = Recorder()
     model().fit(X, y, epochs=2, callbacks=recorder, **FIT)
-    keys = sorted(["epoch_time", "loss", "lr", "samples_per_second", "grad_norm_0",
+    keys = sorted(["accuracy", "epoch_time", "loss", "lr", "samples_per_second", "grad_norm_0",
                    "grad_norm_1", "update_ratio_0", "update_ratio_1", "saturated_fraction_0"])
     assert recorder.calls == ["set_model", "begin", ("epoch", 0, keys), ("epoch", 1, keys), "end"]
 
@@ -158,10 +199,26 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     np.testing.assert_array_equal(stopper.model.parameters, recorder.params[best])
 
 
-def test_early_stopping_names_a_missing_figure():
+@pytest.mark.parametrize("monitor", ["val_los", "grad_norm_2", "accuracy_0"])
+def test_a_monitor_that_fit_does_not_report_is_refused_before_training(monitor):
     X, y = problem()
-    with pytest.raises(ValueError, match="monitors 'val_loss', which fit does not report"):
-        model().fit(X, y, epochs=1, callbacks=[cb.EarlyStopping()], **FIT)
+    m = model()
+    before = m.parameters.copy()
+    with pytest.raises(ValueError, match=f"monitors '{monitor}', which this fit does not "
+                                         "report.*; it reports accuracy, dead_fraction_0"):
+        m.fit(X, y, epochs=1, validation_split=0.2,
+              callbacks=[cb.EarlyStopping(monitor=monitor)], **FIT)
+    np.testing.assert_array_equal(m.parameters, before)
+
+
+def test_a_fraction_figure_missing_at_run_time_is_named():
+    """reported_figures allows both unit fractions per layer; the one a layer lacks (tanh
+    layers report saturation, not dead units) is named once the epoch's logs show it."""
+    X, y = problem()
+    with pytest.raises(ValueError, match="monitors 'dead_fraction_0', which fit does not "
+                                         "report here"):
+        model().fit(X, y, epochs=1, callbacks=[cb.EarlyStopping(monitor="dead_fraction_0")],
+                    **FIT)
 
 
 def test_early_stopping_restores_best_weights_when_max_time_ends_training():
@@ -305,6 +362,29 @@ def test_ctrl_c_stops_within_a_second_and_returns_the_history(capsys):
     np.testing.assert_array_equal(m.parameters, recorder.params[stopper.best_epoch])
     assert m.evaluate(X, y)["loss"] < 5  # a usable model
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_interrupt_main_stops_fit_within_a_second_with_finite_weights(capsys):
+    """Ctrl-C as _thread.interrupt_main() raises it (Python's SIGINT handling, no OS signal),
+    without early stopping: the model keeps its last completed step."""
+    X, y = problem(4000)
+    m = model()
+    sent = []
+
+    def interrupt():
+        sent.append(time.monotonic())
+        _thread.interrupt_main()
+
+    timer = threading.Timer(0.5, interrupt)
+    timer.start()
+    history = m.fit(X, y, epochs=10**6, **FIT)
+    returned = time.monotonic()
+    timer.join()
+    assert history.stop_reason == "interrupted"
+    assert returned - sent[0] < 1.0
+    assert "interrupted by Ctrl-C" in capsys.readouterr().err
+    assert np.all(np.isfinite(m.parameters)) and m._plan.steps > 0
+    assert m.evaluate(X, y)["loss"] < 5
 
 
 # ---------------------------------------------------------------- schedules through fit

@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import tracemalloc
 import zipfile
 
@@ -93,6 +94,52 @@ def test_save_on_a_full_disk_fails_cleanly_and_keeps_the_old_file(tmp_path, limi
     assert path.read_bytes() == before
     assert os.listdir(folder) == ["m.npz"]  # no temporary file left behind
     assert_same_model(fb.load(path), old)
+
+
+# Saves a ~2 MB model to argv's path over and over, printing a line after each save, until
+# it is killed.
+_SAVE_FOREVER_CHILD = r"""
+import sys
+import fastbp as fb
+model = fb.mlp([512, 1024, 10], loss="cross_entropy", seed=2)
+while True:
+    model.save(sys.argv[1])
+    print("saved", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_save_killed_mid_write_leaves_a_loadable_file(tmp_path):
+    """SIGKILL (no cleanup runs) at several points of repeated saves: the file at the path
+    is always one whole model, the old or the new; only temporary files may be left."""
+    path = tmp_path / "m.npz"
+    old = trained_model()
+    old.save(path)
+    new = fb.mlp([512, 1024, 10], loss="cross_entropy", seed=2)
+    child = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER_CHILD, str(path)],
+                             cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "saved\n"  # imported, one save done
+    finally:
+        child.kill()
+        child.wait()
+    assert_same_model(fb.load(path), new)
+    for delay in (0.0, 0.003, 0.011, 0.029, 0.047):
+        old.save(path)
+        child = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER_CHILD, str(path)],
+                                 cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(name.endswith(".tmp") for name in os.listdir(tmp_path)):
+                assert child.poll() is None, "the child died before saving"
+                assert time.monotonic() < deadline, "no temporary file: is save atomic?"
+            time.sleep(delay)  # from the first temporary file: somewhere inside a save
+        finally:
+            child.kill()
+            child.wait()
+        loaded = fb.load(path)
+        assert_same_model(loaded, old if loaded.n_features == old.n_features else new)
+        assert {name for name in os.listdir(tmp_path) if not name.endswith(".tmp")} == {"m.npz"}
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="drops root's file access through prctl")

@@ -275,7 +275,7 @@ def test_every_core_build_trains_alike(dtype, rtol):
         model = fb.mlp([12, 9, 4], activation="tanh", loss="cross_entropy", dtype=dtype, seed=0)
         model._use_optimizer(fb.SGD(lr=0.1, momentum=0.9))
         model._plan.ensure_capacity(16)
-        status, _, _ = _native.load(name).train_epoch(
+        status, _, _, _ = _native.load(name).train_epoch(
             model._plan, X, np.zeros((0, 4), dtype), labels, order, 16, model.optimizer,
             np.full(13, 0.1), 0)
         assert status == 0
@@ -307,7 +307,7 @@ def test_batch_split_over_threads_trains_alike(dtype, rtol, loss, activation, sh
         model._plan.ensure_capacity(16)
         Xc, Y, labels = model._check_Xy(X, y)
         with threads.blas_threads(1):
-            status, loss_sum, n_batches = _native.core.train_epoch(
+            status, loss_sum, n_batches, _ = _native.core.train_epoch(
                 model._plan, Xc, Y, labels, order, 16, model.optimizer, np.full(3, 0.1), 0,
                 n_threads=n_threads)
         assert status == 0 and n_batches == 3

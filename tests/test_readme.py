@@ -1,5 +1,6 @@
-"""The README's Python snippets run as written: the quick start on its own, and every
-```python block in order, in one namespace, as a reader would paste them."""
+"""The README's Python snippets run as written: the quick start on its own, the full
+training example as the script that draws its figure, and every other ```python block in
+order, in one namespace, as a reader would paste them."""
 import contextlib
 import gzip
 import importlib.util
@@ -7,11 +8,14 @@ import io
 import pathlib
 import re
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def python_blocks():
@@ -28,6 +32,25 @@ def test_quick_start_runs():
     assert namespace["proba"].shape == (5, 10)
     assert len(namespace["history"].loss) == 10
     assert "accuracy" in printed.getvalue()
+
+
+def test_full_training_example_is_the_script_that_draws_its_figure(tmp_path):
+    """The README's full example is docs/training_history.py's code (which wrote the PNG the
+    README shows), and the script runs."""
+    pytest.importorskip("matplotlib")
+    text = README.read_text(encoding="utf-8")
+    shown = re.search(r"A full run .*?```python\n(.*?)```", text, re.S).group(1)
+    script = (ROOT / "docs" / "training_history.py").read_text(encoding="utf-8")
+    body = script[script.index("# README example begins\n") + 24:
+                  script.index("# README example ends")]
+    assert shown == body.replace("history.plot(OUTPUT)", 'history.plot("training_history.png")')
+    assert (ROOT / "docs" / "training_history.png").stat().st_size > 10_000
+    figure = tmp_path / "history.png"
+    done = subprocess.run([sys.executable, str(ROOT / "docs" / "training_history.py"),
+                           str(figure)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "best epoch" in done.stdout and figure.stat().st_size > 10_000
 
 
 def write_idx(path, array):
@@ -63,6 +86,8 @@ def test_every_python_snippet_runs_in_order(tmp_path, monkeypatch):
     for index, code in enumerate(blocks):
         if "sklearn" in code and not have_sklearn:
             continue
+        if "history.plot(" in code:  # the full run: docs/training_history.py, tested above
+            continue
         with contextlib.redirect_stdout(io.StringIO()):
             try:
                 exec(compile(code, f"{README}, python block {index}", "exec"), namespace)
@@ -71,6 +96,6 @@ def test_every_python_snippet_runs_in_order(tmp_path, monkeypatch):
         ran += 1
         if "load_mnist(" in code:
             assert namespace["X_train"].shape == (256, 784)  # read from the fake files
-    assert ran == len(blocks) - (0 if have_sklearn else 1)
+    assert ran == len(blocks) - 1 - (0 if have_sklearn else 1)
     assert (tmp_path / "log.csv").exists()  # the callbacks snippet trained and logged
     assert namespace["err"] < 1e-4  # check_gradients in "In your own loop"

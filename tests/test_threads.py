@@ -73,3 +73,33 @@ def test_summary_reports_layers_and_workspace_bytes():
     # workspace per row: 784 input + 128 + 10 outputs + 128 delta scratch, float32
     assert f"{64 * (784 + 128 + 10 + 128) * 4 / 1024:,.1f} KiB" in text
 
+
+
+def test_a_thread_count_that_blas_ignores_in_a_worker_thread_is_reported_once(blas_at_two,
+                                                                              monkeypatch):
+    """SciPy's OpenBLAS ignores set_num_threads outside the main thread: fastbp warns (once
+    per process) instead of failing silently, and the main thread's setting stays."""
+    import threading
+    import warnings
+
+    monkeypatch.setattr(threads, "_warned", [])
+    caught = []
+
+    def work():
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                with threads.blas_threads(1):
+                    caught.append(threads.current())
+        caught.extend(seen)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(20)
+    counts, messages = caught[:2], [str(w.message) for w in caught[2:]]
+    if counts == [1, 1]:  # a BLAS that honours it: nothing to report
+        assert messages == []
+    else:
+        assert counts == [2, 2] and len(messages) == 1
+        assert "ignored threads=1 set from a thread other than the main one" in messages[0]
+    assert threads.current() == 2
