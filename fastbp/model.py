@@ -154,11 +154,11 @@ class Sequential:
 
     @property
     def layers(self):
-        plan, layers = self._plan, []
+        plan, layers, row = self._plan, [], 0
         for spec in self._specs:
-            if isinstance(spec, Dense):
-                row = sum(isinstance(layer, BoundDense) for layer in layers)
+            if isinstance(spec, Dense):  # row: its row of the plan's table
                 spec = BoundDense(spec, plan.weight(plan.params, row), plan.bias(plan.params, row))
+                row += 1
             layers.append(spec)
         return tuple(layers)
 

@@ -606,3 +606,18 @@ def test_training_steps_is_read_only():
     model = build()
     with pytest.raises(AttributeError):
         model.training_steps = 3
+
+
+def test_refused_training_input_leaves_the_step_count_and_masks_alone():
+    model = build("relu", seed=1)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(12, N_FEATURES)), rng.integers(0, N_OUTPUTS, 12)
+    model.fit(X, y, epochs=1, batch_size=4)
+    before = state_of(model)
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN"):
+        model.fit(bad, y, epochs=1, batch_size=4)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        model.train_step(bad, y)
+    assert_same_state(state_of(model), before)
