@@ -510,7 +510,7 @@ class Sequential:
 
 
 def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="float32", seed=None,
-        threads="auto"):
+        threads="auto", dropout=0.0):
     """A :class:`Sequential` from layer widths, e.g. ``mlp([784, 128, 10], loss="cross_entropy")``.
 
     Parameters
@@ -521,12 +521,19 @@ def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="flo
         Activation of every hidden layer.
     output_activation : str or None
         Activation of the last layer (must be None for the cross-entropy losses).
+    dropout : float, default 0.0
+        If > 0, a :class:`Dropout` of this rate after every hidden layer.
     loss, dtype, seed, threads
         As for :class:`Sequential`.
     """
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
-    layers = [Dense(n_in, n_out, activation) for n_in, n_out in zip(sizes[:-2], sizes[1:-1])]
+    dropout = Dropout(dropout)  # validates the rate, even with no hidden layer
+    layers = []
+    for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+        layers.append(Dense(n_in, n_out, activation))
+        if dropout.rate > 0:
+            layers.append(dropout)
     layers.append(Dense(sizes[-2], sizes[-1], output_activation))
     return Sequential(layers, loss=loss, dtype=dtype, seed=seed, threads=threads)

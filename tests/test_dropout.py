@@ -621,3 +621,13 @@ def test_refused_training_input_leaves_the_step_count_and_masks_alone():
     with pytest.raises(ValueError, match="X contains NaN"):
         model.train_step(bad, y)
     assert_same_state(state_of(model), before)
+
+
+def test_mlp_puts_a_dropout_after_every_hidden_layer():
+    model = fb.mlp([6, 5, 4, 3], loss="cross_entropy", seed=0, dropout=0.25)
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "BoundDense", "Dropout", "BoundDense", "Dropout", "BoundDense"]
+    assert all(layer.rate == 0.25 for layer in model.layers[1::2])
+    assert len(fb.mlp([6, 5, 3], seed=0, dropout=0.0).layers) == 2
+    with pytest.raises(ValueError, match="rate"):
+        fb.mlp([6, 3], dropout=1.0)
