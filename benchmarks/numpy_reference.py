@@ -29,6 +29,13 @@ compiled core, so it follows the core's conventions exactly:
 * Backward: ``dW = A_prev.T @ dZ``, ``db = dZ.sum(0)``,
   ``dA_prev = dZ @ W.T``, ``dZ_prev = dA_prev * act'(Z_prev, A_prev)``.
 * Optional L2 penalty on weights only: objective = loss + wd/2 * sum ||W||^2.
+* Optional inverted dropout on layer ``l``'s input (``dropout[l]``, the rate of
+  a ``fastbp.Dropout`` placed before that layer): on training step ``k`` the
+  input is multiplied by ``dropout_mask(seed, k, l, ...)`` (0 where dropped,
+  ``1/(1 - p)`` where kept) and the backward pass multiplies ``dA_prev`` by the
+  same mask before ``act'``; ``dW`` uses the dropped input. The masks are the
+  core's counter-based hash (``src_c/_dropout.pxd``) redone in NumPy integer
+  arithmetic, element for element, so a step compares with the core's.
 * SGD as ``torch.optim.SGD`` (dampening 0, decay on weights only):
   ``g = grad (+ wd*W)``; if momentum: ``v = momentum*v + g`` and
   ``g = g + momentum*v`` (nesterov) or ``g = v``; ``p -= lr * g``.
@@ -54,6 +61,53 @@ LOSSES = ("mse", "cross_entropy", "binary_cross_entropy", "huber", "mae")
 REGRESSION = ("mse", "huber", "mae")
 # Activations whose derivative the reference writes from z, so it keeps their z.
 FROM_Z = ("gelu", "softplus", "elu", "swish")
+
+
+# ---------------------------------------------------------------- dropout masks
+_U64 = (1 << 64) - 1
+
+
+def _splitmix64(x):
+    """splitmix64's output function on a Python int (arithmetic mod 2**64)."""
+    x = (x + 0x9E3779B97F4A7C15) & _U64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _U64
+    return x ^ (x >> 31)
+
+
+def dropout_keys(seed, step, layer):
+    """The packed 64-bit mask keys of (dropout seed, training step, layer index)."""
+    return _splitmix64((_splitmix64(seed ^ _splitmix64(step)) + layer) & _U64)
+
+
+def _mix32(x):
+    """32-bit multiply-xorshift mixer on a uint32 array (wraps mod 2**32)."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def dropout_draws(n, e0, keys):
+    """The uint32 draws of elements e0 .. e0 + n - 1 under the packed ``keys``."""
+    e = ((e0 + np.arange(n, dtype=np.uint64)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    k0, k1 = np.uint32(keys & 0xFFFFFFFF), np.uint32(keys >> 32)
+    return _mix32(_mix32(e ^ k0) ^ k1)
+
+
+def dropout_threshold(rate):
+    """An element is dropped when its draw is below floor(rate * 2**32)."""
+    return min(int(rate * 2.0 ** 32), 2 ** 32 - 1)
+
+
+def dropout_mask(seed, step, layer, rows, units, rate, dtype=np.float64):
+    """The (rows, units) multiplier of layer ``layer``'s input on training step ``step``:
+    0 where dropped, 1/(1 - p) where kept, p = threshold / 2**32."""
+    threshold = dropout_threshold(rate)
+    scale = 2.0 ** 32 / (2.0 ** 32 - threshold)
+    keep = dropout_draws(rows * units, 0, dropout_keys(seed, step, layer)) >= threshold
+    return np.where(keep, scale, 0.0).astype(dtype).reshape(rows, units)
 
 
 def sigmoid(z):
@@ -112,7 +166,8 @@ _BACKWARD = {
 class NumpyMLP:
     """A multilayer perceptron trained with minibatch SGD, in plain NumPy."""
 
-    def __init__(self, sizes, activations, loss, dtype="float32", seed=0, weights=None):
+    def __init__(self, sizes, activations, loss, dtype="float32", seed=0, weights=None,
+                 dropout=None, dropout_seed=0):
         sizes = [int(n) for n in sizes]
         activations = list(activations)
         if len(sizes) < 2 or len(activations) != len(sizes) - 1:
@@ -128,6 +183,11 @@ class NumpyMLP:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError("dtype must be float32 or float64")
         self.sizes, self.activations, self.loss = sizes, activations, loss
+        # dropout[l]: the rate on layer l's input (0: none); used by steps given a number.
+        self.dropout = [0.0] * len(activations) if dropout is None else list(dropout)
+        if len(self.dropout) != len(activations):
+            raise ValueError("need one dropout rate per layer (0 for none)")
+        self.dropout_seed = int(dropout_seed)
 
         if weights is None:
             rng = np.random.default_rng(seed)
@@ -167,15 +227,26 @@ class NumpyMLP:
         return np.asarray(y, dtype=self.dtype)
 
     # --------------------------------------------------------------- forward
-    def _forward(self, X):
-        """Return the activations [X, A_1, ..., A_L] and the pre-activations
-        [None, Z_1, ..., Z_L] (None for layers whose derivative is written from A)."""
-        A, Z = [X], [None]
-        for (W, b), act in zip(self.params, self.activations):
-            z = A[-1] @ W + b
+    def masks(self, step, rows):
+        """Per layer, the dropout multiplier of its input on training step ``step`` for a
+        batch of ``rows`` rows, or None (no dropout there, or ``step`` None)."""
+        if step is None:
+            return [None] * len(self.params)
+        return [dropout_mask(self.dropout_seed, step, l, rows, self.sizes[l], rate, self.dtype)
+                if dropout_threshold(rate) else None for l, rate in enumerate(self.dropout)]
+
+    def _forward(self, X, masks=None):
+        """Return the activations [X, A_1, ..., A_L], the pre-activations [None, Z_1, ...,
+        Z_L] (None for layers whose derivative is written from A) and each layer's input
+        as its GEMM saw it (dropped out where ``masks`` has a multiplier)."""
+        A, Z, inputs = [X], [None], []
+        masks = masks or [None] * len(self.params)
+        for (W, b), act, mask in zip(self.params, self.activations, masks):
+            inputs.append(A[-1] if mask is None else A[-1] * mask)
+            z = inputs[-1] @ W + b
             A.append(_FORWARD[act](z))
             Z.append(z if act in FROM_Z else None)
-        return A, Z
+        return A, Z, inputs
 
     def forward(self, X):
         """Network output: logits for the cross entropies, activated output for the
@@ -224,25 +295,30 @@ class NumpyMLP:
         loss = np.mean(np.maximum(out, 0) - out * y + np.log1p(np.exp(-np.abs(out))))
         return loss, (sigmoid(out) - y) / out.size
 
-    def _data_loss_and_gradients(self, X, y):
-        """Data loss (no penalty) and [(dW, db), ...] of the data loss."""
-        A, Z = self._forward(X)
+    def _data_loss_and_gradients(self, X, y, step=None):
+        """Data loss (no penalty) and [(dW, db), ...] of the data loss; with dropout
+        through training step ``step``'s masks when it is given."""
+        masks = self.masks(step, X.shape[0])
+        A, Z, inputs = self._forward(X, masks)
         loss, dZ = self._loss_and_output_delta(A[-1], Z[-1], y)
         grads = [None] * len(self.params)
         for l in range(len(self.params) - 1, -1, -1):
-            grads[l] = (A[l].T @ dZ, dZ.sum(axis=0))
+            grads[l] = (inputs[l].T @ dZ, dZ.sum(axis=0))
             if l > 0:
                 dA = dZ @ self.params[l][0].T
+                if masks[l] is not None:
+                    dA = dA * masks[l]
                 dZ = _BACKWARD[self.activations[l - 1]](dA, Z[l], A[l])
         return loss, grads
 
     def _penalty(self, weight_decay):
         return weight_decay / 2 * sum(np.sum(W * W) for W, _ in self.params)
 
-    def loss_and_gradients(self, X, y, weight_decay=0.0):
+    def loss_and_gradients(self, X, y, weight_decay=0.0, step=None):
         """Objective (data loss + wd/2 * sum ||W||^2) and its gradients
-        [(dW, db), ...] (dW includes + wd*W; biases are not decayed)."""
-        loss, grads = self._data_loss_and_gradients(self._inputs(X), self._targets(y))
+        [(dW, db), ...] (dW includes + wd*W; biases are not decayed); through the
+        dropout masks of training step ``step`` if given."""
+        loss, grads = self._data_loss_and_gradients(self._inputs(X), self._targets(y), step)
         weight_decay = self.dtype.type(weight_decay)
         if weight_decay:
             loss = loss + self._penalty(weight_decay)
@@ -250,9 +326,10 @@ class NumpyMLP:
         return float(loss), grads
 
     # -------------------------------------------------------------- training
-    def sgd_step(self, X, y, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        """One SGD update (torch.optim.SGD semantics); returns the batch data loss."""
-        loss, grads = self._data_loss_and_gradients(self._inputs(X), self._targets(y))
+    def sgd_step(self, X, y, lr, momentum=0.0, nesterov=False, weight_decay=0.0, step=None):
+        """One SGD update (torch.optim.SGD semantics); returns the batch data loss. With
+        dropout rates, ``step`` (the training step number) selects the masks."""
+        loss, grads = self._data_loss_and_gradients(self._inputs(X), self._targets(y), step)
         # NumPy scalars (unlike Python floats) would upcast float32 arrays.
         lr, momentum, weight_decay = (self.dtype.type(v) for v in (lr, momentum, weight_decay))
         if momentum and self.velocities is None:
@@ -270,13 +347,16 @@ class NumpyMLP:
         return float(loss)
 
     def train_epoch(self, X, y, order, batch_size, lr, momentum=0.0, nesterov=False,
-                    weight_decay=0.0):
+                    weight_decay=0.0, first_step=None):
         """One pass over the rows in ``order`` in minibatches (last partial batch
-        kept); returns the mean of the per-batch data losses."""
+        kept); returns the mean of the per-batch data losses. With dropout, batch ``k``
+        is training step ``first_step + k``."""
         X, y = self._inputs(X), self._targets(y)
         order = np.asarray(order)
         losses = []
-        for s in range(0, len(order), batch_size):
+        for k, s in enumerate(range(0, len(order), batch_size)):
             idx = order[s:s + batch_size]
-            losses.append(self.sgd_step(X[idx], y[idx], lr, momentum, nesterov, weight_decay))
+            step = None if first_step is None else first_step + k
+            losses.append(self.sgd_step(X[idx], y[idx], lr, momentum, nesterov, weight_decay,
+                                        step))
         return float(np.mean(losses))

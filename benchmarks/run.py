@@ -19,6 +19,8 @@ What is timed
     (``MLPClassifier`` with ``warm_start``, one epoch per ``fit``), ``jax`` (a jitted step per
     batch) and ``jax-scan`` (the epoch as one jitted ``lax.scan``), and ``roofline``.
     Prediction of 16384 rows and float64 training of the small network are timed as well.
+    Only when named in ``--implementations``: ``fastbp-dropout``, fastbp's network with a
+    ``Dropout(0.5)`` after every hidden layer (what dropout costs an epoch).
 
 The ratio
     ``roofline`` runs only the epoch's GEMMs (forward, weight gradient, input gradient of every
@@ -79,6 +81,7 @@ from fastbp.benchmarks.threads import (all_threads, blas_info, kernel_families,
 
 LEARNING_RATE = 0.005  # small enough that no config diverges over many epochs
 MOMENTUM = 0.9
+DROPOUT_RATE = 0.5  # fastbp-dropout's rate after every hidden layer
 PREDICT_SAMPLES = 16384
 DEFAULT_REPEATS = 5
 QUICK_REPEATS = 3
@@ -177,12 +180,19 @@ def make_problem(config, dtype, n_samples, seed=0):
     return Problem(config.sizes, config.batch_size, X, y, weights)
 
 
-def new_fastbp_model(sizes, dtype):
-    """fastbp's benchmark network. ``threads=None``: fastbp leaves the BLAS thread count as
-    the benchmark set it (its default, "auto", would run the tiny network on one thread
-    whatever the setting, and the rows for 2 threads would not be 2-thread timings)."""
-    return fastbp.mlp(sizes, activation="relu", loss="cross_entropy", dtype=np.dtype(dtype).name,
-                      seed=0, threads=None)
+def new_fastbp_model(sizes, dtype, dropout=0.0):
+    """fastbp's benchmark network (with ``dropout``: a Dropout of that rate after every
+    hidden layer). ``threads=None``: fastbp leaves the BLAS thread count as the benchmark
+    set it (its default, "auto", would run the tiny network on one thread whatever the
+    setting, and the rows for 2 threads would not be 2-thread timings)."""
+    model = fastbp.mlp(sizes, activation="relu", loss="cross_entropy",
+                       dtype=np.dtype(dtype).name, seed=0, threads=None)
+    if not dropout:
+        return model
+    *hidden, last = model._specs
+    layers = [item for spec in hidden for item in (spec, fastbp.Dropout(dropout))]
+    return fastbp.Sequential([*layers, last], loss="cross_entropy", dtype=model.dtype.name,
+                             seed=0, threads=None)
 
 
 # ------------------------------------------------------------------------ implementations
@@ -222,11 +232,13 @@ class FastbpImplementation(Implementation):
     """``model.fit(X, y, epochs=1)``: input checks, the permutation and the compiled epoch."""
 
     name = "fastbp"
+    dropout = 0.0
 
     def prepare(self, problem):
         self.problem = problem
-        self.model = new_fastbp_model(problem.sizes, problem.dtype)
-        for layer, (W, b) in zip(self.model.layers, problem.weights):
+        self.model = new_fastbp_model(problem.sizes, problem.dtype, self.dropout)
+        dense = [layer for layer in self.model.layers if hasattr(layer, "weight")]
+        for layer, (W, b) in zip(dense, problem.weights):
             layer.weight[...] = W
             layer.bias[...] = b
         # Created once and reused, so the momentum carries over from epoch to epoch.
@@ -238,6 +250,13 @@ class FastbpImplementation(Implementation):
 
     def predict(self, X):
         return self.model.predict(X)
+
+
+class FastbpDropoutImplementation(FastbpImplementation):
+    """fastbp's network with ``Dropout(DROPOUT_RATE)`` after every hidden layer (opt-in)."""
+
+    name = "fastbp-dropout"
+    dropout = DROPOUT_RATE
 
 
 class RooflineImplementation(Implementation):
@@ -428,9 +447,11 @@ class JaxScanImplementation(JaxStepImplementation):
 
 
 IMPLEMENTATIONS = {cls.name: cls for cls in (
-    FastbpImplementation, RooflineImplementation, NumpyImplementation, TorchImplementation,
-    SklearnImplementation, JaxStepImplementation, JaxScanImplementation)}
+    FastbpImplementation, FastbpDropoutImplementation, RooflineImplementation,
+    NumpyImplementation, TorchImplementation, SklearnImplementation, JaxStepImplementation,
+    JaxScanImplementation)}
 JAX_IMPLEMENTATIONS = ("jax", "jax-scan")
+OPT_IN = ("fastbp-dropout",)  # timed only when --implementations names them
 
 
 # ------------------------------------------------------------------------------- timing
@@ -923,8 +944,9 @@ def build_parser(prog="python -m fastbp.benchmarks.run", add_help=True):
                         help=f"timed epochs per implementation (default {DEFAULT_REPEATS}, "
                              f"{QUICK_REPEATS} with --quick)")
     parser.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS),
-                        default=list(IMPLEMENTATIONS),
-                        help="default: all that are importable (roofline is always timed)")
+                        default=[name for name in IMPLEMENTATIONS if name not in OPT_IN],
+                        help="default: all that are importable but "
+                             f"{' '.join(OPT_IN)} (roofline is always timed)")
     parser.add_argument("--kernels", choices=("env", "default", "both"), default="env",
                         help=f"env: OpenBLAS kernels as the environment sets them; default: "
                              f"re-run without {CORETYPE_VARIABLE}; both (default: env)")

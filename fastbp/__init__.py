@@ -15,7 +15,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - depends on how Python
 from .activations import Activation
 from .gradcheck import check_gradients
 from .io import load
-from .layers import Dense
+from .layers import Dense, Dropout
 from .losses import Loss
 from .model import Sequential, mlp
 from . import callbacks, schedules
@@ -24,6 +24,6 @@ from .training import DivergenceError, History
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "DivergenceError", "History",
-           "Loss", "Optimizer", "RMSprop", "SGD", "Sequential", "callbacks", "check_gradients",
-           "load", "mlp", "schedules"]
+__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "DivergenceError", "Dropout",
+           "History", "Loss", "Optimizer", "RMSprop", "SGD", "Sequential", "callbacks",
+           "check_gradients", "load", "mlp", "schedules"]

@@ -2,11 +2,12 @@
 import numpy as np
 
 from ._native import core as _core
-from .data import check_positive_int, check_real
+from .data import check_int, check_positive_int, check_real
 from .model import Sequential
 
 
-def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, seed=0):
+def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, seed=0,
+                    dropout_step=None):
     """Largest relative error between backprop gradients and central differences.
 
     The check runs on a float64 copy of ``model`` (the model itself is not touched), so a
@@ -32,6 +33,11 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
         Check at most this many parameters, drawn at random (seeded); None checks all.
     seed : int
         Seeds the draw of parameters when ``max_checks`` is given.
+    dropout_step : int or None
+        None checks the network without dropout (as :meth:`Sequential.evaluate` sees it).
+        An int checks it through the dropout masks of that training step (as
+        :meth:`Sequential.gradients` takes it): every evaluation of ``L`` uses the same
+        masks, so the check covers dropout's backward rule.
 
     Returns
     -------
@@ -52,15 +58,20 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
         raise TypeError(f"model must be a fastbp.Sequential, got {type(model).__name__}")
     weight_decay = check_real(weight_decay, "weight_decay", 0.0)
     eps = check_real(eps, "eps", 0.0, low_inclusive=False)
-    twin = Sequential([layer.spec for layer in model.layers], loss=model.loss,
-                      dtype="float64", seed=0)
+    if dropout_step is not None:
+        dropout_step = check_int(dropout_step, "dropout_step", 0)
+    twin = Sequential(model._specs, loss=model.loss, dtype="float64", seed=0)
     twin.parameters[...] = model.parameters
-    twin.gradients(X, y, weight_decay)
+    twin._plan.dropout_seed = model._plan.dropout_seed
+    twin.gradients(X, y, weight_decay, dropout_step=dropout_step)
     analytic = twin._plan.grads.copy()
 
     X, Y, labels = twin._check_Xy(X, y)
     plan, params = twin._plan, twin.parameters
+
     def objective():
+        if dropout_step is not None:  # the loss through the same masks (gradients are junk)
+            return _core.gradients(plan, X, Y, labels, weight_decay, dropout_step=dropout_step)
         weights = params[:plan.n_weights]
         return _core.evaluate(plan, X, Y, labels)[0] + 0.5 * weight_decay * weights @ weights
 
@@ -79,7 +90,7 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
         params[i] = original
         numeric[i] = (upper - lower) / (2 * eps)
     worst = 0.0
-    for n_in, n_out, _, w, b in plan.table:
+    for n_in, n_out, _, w, b, _ in plan.table:
         for start, stop in ((w, w + n_in * n_out), (b, b + n_out)):
             checked = ~np.isnan(numeric[start:stop])
             if checked.any():

@@ -1,22 +1,27 @@
 """Saving and loading models: a documented ``.npz`` file that never needs pickle.
 
-Format (version 2), an uncompressed NumPy ``.npz`` archive holding exactly three arrays:
+Format (version 3), an uncompressed NumPy ``.npz`` archive holding exactly three arrays:
 
 ``config``
-    A 0-d unicode array: JSON with ``format`` ("fastbp.Sequential"), ``version`` (2),
-    ``layers`` (``in_features``, ``out_features``, ``activation``, ``init`` and
-    ``bias_init`` each; files written before the last two existed read as "auto" and
-    "zeros"), ``loss``, ``dtype``, ``threads``, ``optimizer`` (``null``, or its ``type`` and
-    settings, the schedule included with its state), ``steps`` and ``epochs`` (updates and
-    fit epochs since the optimizer state was created) and ``rng`` (the state of the model's
-    NumPy generator, so shuffling resumes where it stopped).
+    A 0-d unicode array: JSON with ``format`` ("fastbp.Sequential"), ``version`` (3),
+    ``layers`` (in order; each ``{"type": "dense", "in_features", "out_features",
+    "activation", "init", "bias_init"}`` or ``{"type": "dropout", "rate"}``), ``loss``,
+    ``dtype``, ``threads``, ``optimizer`` (``null``, or its ``type`` and settings, the
+    schedule included with its state), ``steps`` and ``epochs`` (updates and fit epochs since
+    the optimizer state was created), ``training_steps`` (training batches over the model's
+    life, which number its dropout masks), ``dropout_seed`` (an integer in [0, 2**64) if a
+    layer drops out, else ``null``) and ``rng`` (the state of the model's NumPy generator,
+    so shuffling resumes where it stopped).
 ``parameters``
     The flat parameter buffer (all weights row-major in layer order, then all biases).
 ``optimizer_state``
     The flat optimizer state: the optimizer's state slots back to back, each as long as
     the parameters (e.g. SGD velocity; Adam's first then second moments).
 
-Version 1 files (SGD only, no step counts) still load.
+Older files still load: version 2 (no dropout; layers without ``type`` are dense, and
+those written before ``init`` and ``bias_init`` existed read as "auto" and "zeros") and
+version 1 (SGD only, no step counts). A version 1 or 2 file cannot hold a Dropout layer,
+``training_steps`` or ``dropout_seed``; one that does is refused.
 
 Files are written atomically (a temporary file in the same folder, then ``os.replace``) so
 an existing file is never left half-written; the file gets the permissions a plain write
@@ -32,11 +37,11 @@ import zipfile
 import numpy as np
 
 from .data import check_finite
-from .layers import Dense
+from .layers import Dense, Dropout
 from .optimizers import optimizer_from_config
 
 FORMAT = "fastbp.Sequential"
-VERSION = 2
+VERSION = 3
 _ARRAYS = ("config", "parameters", "optimizer_state")
 
 
@@ -46,17 +51,25 @@ def model_config(model):
     return {
         "format": FORMAT,
         "version": VERSION,
-        "layers": [{"in_features": layer.in_features, "out_features": layer.out_features,
-                    "activation": layer.activation, "init": layer.init,
-                    "bias_init": layer.bias_init} for layer in model.layers],
+        "layers": [_layer_config(layer) for layer in model._specs],
         "loss": model.loss,
         "dtype": model.dtype.name,
         "threads": model.threads,
         "optimizer": None if optimizer is None else optimizer.to_config(),
         "steps": model._plan.steps,
         "epochs": model._plan.epochs,
+        "training_steps": model._plan.training_steps,
+        "dropout_seed": model._plan.dropout_seed if model._plan.has_dropout else None,
         "rng": model._rng.bit_generator.state,
     }
+
+
+def _layer_config(spec):
+    if isinstance(spec, Dropout):
+        return {"type": "dropout", "rate": spec.rate}
+    return {"type": "dense", "in_features": spec.in_features,
+            "out_features": spec.out_features, "activation": spec.activation,
+            "init": spec.init, "bias_init": spec.bias_init}
 
 
 def save(model, path):
@@ -152,12 +165,31 @@ def _count(value, key):
     return value
 
 
-def _dense(spec):
+def _layer(spec, version):
     if not isinstance(spec, dict):
         raise ValueError(f"layer {spec!r} is not a JSON object")
+    kind = spec.get("type", "dense") if version >= 3 else "dense"
+    if version < 3 and "type" in spec:
+        raise ValueError(f"a version {version} file has no layer types, got {spec!r}")
+    if kind == "dropout":
+        if set(spec) != {"type", "rate"}:
+            raise ValueError(f"a dropout layer holds type and rate only, got {spec!r}")
+        return Dropout(spec["rate"])
+    if kind != "dense":
+        raise ValueError(f"unknown layer type {kind!r}")
     # init and bias_init are optional: files written before they existed mean the defaults.
     return Dense(spec["in_features"], spec["out_features"], spec["activation"],
                  spec.get("init", "auto"), spec.get("bias_init", "zeros"))
+
+
+def _dropout_seed(value, model):
+    if not model._plan.has_dropout:
+        if value is not None:
+            raise ValueError(f"dropout_seed is {value!r} but no layer drops out")
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 64:
+        raise ValueError(f"dropout_seed must be an integer in [0, 2**64), got {value!r}")
+    return value
 
 
 def from_parts(config, parameters, optimizer_state):
@@ -166,10 +198,15 @@ def from_parts(config, parameters, optimizer_state):
 
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError("its config is not a fastbp.Sequential description")
-    if config.get("version") not in (1, VERSION):
-        raise ValueError(f"format version {config.get('version')!r}; this fastbp reads "
-                         f"version {VERSION}")
-    layers = [_dense(spec) for spec in config["layers"]]
+    version = config.get("version")
+    if isinstance(version, bool) or version not in (1, 2, VERSION):
+        raise ValueError(f"format version {version!r}; this fastbp reads versions 1 to "
+                         f"{VERSION}")
+    if version < 3 and ("training_steps" in config or "dropout_seed" in config):
+        raise ValueError(f"a version {version} file has no training_steps or dropout_seed")
+    if not isinstance(config["layers"], list):
+        raise ValueError("its layers are not a list")
+    layers = [_layer(spec, version) for spec in config["layers"]]
     model = Sequential(layers, loss=config["loss"], dtype=config["dtype"], seed=0,
                        threads=config["threads"])
     plan = model._plan
@@ -187,6 +224,8 @@ def from_parts(config, parameters, optimizer_state):
                          f"{optimizer_state.shape}, expected {plan.dtype} ({expected},)")
     check_finite(optimizer_state, "optimizer state")
     plan.state[...] = optimizer_state
-    plan.steps, plan.epochs = (_count(config.get(key, 0), key) for key in ("steps", "epochs"))
+    plan.steps, plan.epochs, plan.training_steps = (
+        _count(config.get(key, 0), key) for key in ("steps", "epochs", "training_steps"))
+    plan.dropout_seed = _dropout_seed(config.get("dropout_seed"), model)
     model._rng.bit_generator.state = config["rng"]
     return model

@@ -1,4 +1,6 @@
 """Layer specs (frozen, shareable between models) and their views into a model's parameters."""
+import math
+import numbers
 from dataclasses import dataclass
 
 from .activations import activation_code, activation_name
@@ -67,6 +69,57 @@ class Dense:
         extra = "" if self.init == "auto" else f", init={self.init!r}"
         extra += "" if self.bias_init == "zeros" else f", bias_init={self.bias_init!r}"
         return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r}{extra})"
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """Inverted dropout on the input of the next :class:`Dense` layer, while training.
+
+    During ``fit`` and ``train_step`` each element of the input (each unit of each sample)
+    is set to 0 with probability ``rate`` and the others are multiplied by
+    ``1 / (1 - rate)``, so the expected input is unchanged; ``predict``, ``evaluate`` and
+    (by default) ``gradients`` never drop. The masks are drawn inside the compiled core from
+    the model's seed and its count of training steps, so a fixed ``seed`` gives bitwise
+    repeatable training, and saving, loading and resuming continues the same masks.
+
+    In :class:`Sequential`, a Dropout stands between two Dense layers (on a hidden layer's
+    output) or first (on the network's input), never last and never twice in a row.
+
+    Parameters
+    ----------
+    rate : float
+        Probability of dropping each element, ``0 <= rate < 1``. 0 is no dropout at all
+        (no workspace, no work). The core draws with 32-bit resolution: the probability
+        used is ``floor(rate * 2**32) / 2**32`` and the scale matches it, ``1 / (1 - that)``
+        (the same as ``1 / (1 - rate)`` to ten digits).
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> fb.Sequential([fb.Dense(64, 128, "relu"), fb.Dropout(0.5), fb.Dense(128, 10)],
+    ...               loss="cross_entropy", seed=0)
+    Sequential([
+        Dense(64, 128, activation='relu'),
+        Dropout(0.5),
+        Dense(128, 10, activation='identity')],
+        loss='cross_entropy', dtype='float32', n_parameters=9610)
+    """
+
+    rate: float
+
+    def __post_init__(self):
+        rate = self.rate
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+            raise TypeError(f"rate must be a real number in [0, 1), got {type(rate).__name__} "
+                            f"{rate!r}")
+        rate = float(rate)
+        if not (math.isfinite(rate) and 0.0 <= rate < 1.0):
+            raise ValueError(f"rate must be in [0, 1) (the probability of dropping a unit), "
+                             f"got {rate}")
+        object.__setattr__(self, "rate", rate)
+
+    def __repr__(self):
+        return f"Dropout({self.rate!r})"
 
 
 class BoundDense:

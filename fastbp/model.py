@@ -1,4 +1,5 @@
-"""Sequential: a stack of Dense layers compiled to one Plan, with training and inference."""
+"""Sequential: a stack of Dense (and Dropout) layers compiled to one Plan, with training and
+inference."""
 import functools
 import threading
 
@@ -6,9 +7,9 @@ import numpy as np
 
 from . import initializers, io
 from ._native import core as _core
-from .data import (check_positive_int, check_real, check_sample_weight, check_targets, check_X,
+from .data import (check_int, check_positive_int, check_real, check_sample_weight, check_targets, check_X,
                    class_weights)
-from .layers import BoundDense, Dense
+from .layers import BoundDense, Dense, Dropout
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
 from .plan import Plan
@@ -31,6 +32,36 @@ def _exclusive(method):
     return locked
 
 
+def _check_layers(layers):
+    """The specs as a tuple, checked: Dense and Dropout only, widths chaining across the
+    Dense layers, and every Dropout followed by a Dense layer (one Dropout at a time)."""
+    specs = tuple(layers)
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, (Dense, Dropout)):
+            raise TypeError(f"layers[{i}] must be a fastbp.Dense or fastbp.Dropout, got "
+                            f"{type(spec).__name__}")
+    dense = [i for i, spec in enumerate(specs) if isinstance(spec, Dense)]
+    if not dense:
+        raise ValueError("layers must hold at least one Dense layer")
+    for i, spec in enumerate(specs):
+        if isinstance(spec, Dropout):
+            if i == len(specs) - 1:
+                raise ValueError(
+                    f"layers[{i}] is a Dropout after the last Dense layer; dropout acts on the "
+                    "input of the next Dense layer, so it cannot come last (dropping the "
+                    "network's output is not supported)")
+            if isinstance(specs[i + 1], Dropout):
+                raise ValueError(
+                    f"layers[{i}] and layers[{i + 1}] are two Dropout layers in a row; use one "
+                    "Dropout with the combined rate 1 - (1 - p)(1 - q)")
+    for previous, i in zip(dense, dense[1:]):
+        if specs[i].in_features != specs[previous].out_features:
+            raise ValueError(
+                f"layers[{i}].in_features={specs[i].in_features} does not match "
+                f"layers[{previous}].out_features={specs[previous].out_features}")
+    return specs
+
+
 def _check_dtype(dtype):
     # dtype=None must not slip through: np.dtype(None) is float64.
     try:
@@ -47,8 +78,11 @@ class Sequential:
 
     Parameters
     ----------
-    layers : sequence of Dense
-        Consecutive widths must chain: ``layers[i].out_features == layers[i+1].in_features``.
+    layers : sequence of Dense and Dropout
+        Consecutive Dense widths must chain: each Dense layer's ``in_features`` equals the
+        previous Dense layer's ``out_features``. A :class:`Dropout` drops the input of the
+        Dense layer after it while training: between two Dense layers (a hidden layer's
+        output) or first (the network's input); never last, never two in a row.
     loss : {"mse", "huber", "mae", "cross_entropy", "binary_cross_entropy"}, default "mse"
         ``cross_entropy`` applies softmax and ``binary_cross_entropy`` applies sigmoid to the
         last layer's raw outputs (logits), so that layer must have ``activation=None``.
@@ -59,9 +93,11 @@ class Sequential:
     dtype : {"float32", "float64"}, default "float32"
         Precision of parameters and arithmetic; inputs are converted once per call.
     seed : int or None
-        Seeds initialisation (each layer's ``init`` and ``bias_init``, see :class:`Dense`)
-        and shuffling; a fixed seed makes training bitwise repeatable at a fixed BLAS thread
-        count.
+        Seeds initialisation (each layer's ``init`` and ``bias_init``, see :class:`Dense`),
+        shuffling and dropout masks; a fixed seed makes training bitwise repeatable at a
+        fixed BLAS thread count. With dropout, the model draws its dropout seed from this
+        generator after the initial weights (so they are those of the same network without
+        dropout).
     threads : "auto", int or None, default "auto"
         BLAS threads for ``fit``, ``predict`` and ``evaluate`` (each can override it):
         "auto" uses one thread when the network's GEMMs are too small to gain from more and
@@ -70,24 +106,18 @@ class Sequential:
 
     Attributes
     ----------
-    layers : tuple of BoundDense
-        Each layer's spec with ``weight`` (in_features, out_features) and ``bias``
-        (out_features,) as writable views into :attr:`parameters`.
+    layers : tuple of BoundDense and Dropout
+        The layers in the order given: each Dense layer's spec with ``weight``
+        (in_features, out_features) and ``bias`` (out_features,) as writable views into
+        :attr:`parameters`, and each Dropout spec as it is (it has no parameters). Lists
+        that have one entry per Dense layer (the gradients of :meth:`gradients`, the
+        per-layer figures of a ``History``) count Dense layers only.
     parameters : ndarray of shape (n_parameters,)
         The flat parameter buffer: all weights (row-major, layer order), then all biases.
     """
 
     def __init__(self, layers, loss="mse", dtype="float32", seed=None, threads="auto"):
-        specs = tuple(layers)
-        if not specs:
-            raise ValueError("layers must hold at least one Dense layer")
-        for i, spec in enumerate(specs):
-            if not isinstance(spec, Dense):
-                raise TypeError(f"layers[{i}] must be a fastbp.Dense, got {type(spec).__name__}")
-            if i and spec.in_features != specs[i - 1].out_features:
-                raise ValueError(
-                    f"layers[{i}].in_features={spec.in_features} does not match "
-                    f"layers[{i - 1}].out_features={specs[i - 1].out_features}")
+        specs = _check_layers(layers)
         self._loss = loss_code(loss)
         check_output_activation(self._loss, specs[-1].activation_code, len(specs) - 1)
         self._specs = specs
@@ -98,6 +128,8 @@ class Sequential:
         self.stop_training = False   # a callback sets it to end fit after the current epoch
         self.threads = check_threads(threads)
         self._initialise()
+        if self._plan.has_dropout:  # after the weights, so that they do not depend on it
+            self._plan.dropout_seed = int(self._rng.integers(2 ** 64, dtype=np.uint64))
 
     # ------------------------------------------------------------------ structure
     @property
@@ -110,7 +142,7 @@ class Sequential:
 
     @property
     def n_features(self):
-        return self._specs[0].in_features
+        return int(self._plan.table[0, 0])
 
     @property
     def n_outputs(self):
@@ -122,9 +154,23 @@ class Sequential:
 
     @property
     def layers(self):
-        plan = self._plan
-        return tuple(BoundDense(spec, plan.weight(plan.params, i), plan.bias(plan.params, i))
-                     for i, spec in enumerate(self._specs))
+        plan, layers, row = self._plan, [], 0
+        for spec in self._specs:
+            if isinstance(spec, Dense):  # row: its row of the plan's table
+                spec = BoundDense(spec, plan.weight(plan.params, row), plan.bias(plan.params, row))
+                row += 1
+            layers.append(spec)
+        return tuple(layers)
+
+    def _dense_layers(self):
+        return [layer for layer in self.layers if isinstance(layer, BoundDense)]
+
+    @property
+    def training_steps(self):
+        """Training steps (batches of ``fit`` and ``train_step``) taken over the model's
+        life; saved with it and never reset. Step ``k`` draws the dropout masks that
+        ``gradients(..., dropout_step=k)`` uses."""
+        return self._plan.training_steps
 
     @property
     def optimizer(self):
@@ -157,14 +203,19 @@ class Sequential:
         str
             Per layer: widths, activation, parameter count; then the bytes of the
             parameter, gradient and optimizer-state buffers and of the training workspace
-            (gathered input batch, every layer's output, every hidden layer's delta, and the
-            pre-activation of each gelu or swish layer).
+            (gathered input batch, every layer's output, every hidden layer's delta, the
+            pre-activation of each gelu or swish layer, and the dropped input after each
+            Dropout).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         plan, itemsize = self._plan, self.dtype.itemsize
         lines = [f"Sequential, loss={self.loss!r}, dtype={self.dtype.name!r}",
                  f"{'layer':>5}  {'in':>6}  {'out':>6}  {'activation':<11} {'parameters':>11}"]
         for i, spec in enumerate(self._specs):
+            if isinstance(spec, Dropout):
+                lines.append(f"{i:>5}  {'':>6}  {'':>6}  {'dropout ' + format(spec.rate, 'g'):<11} "
+                             f"{0:>11,}")
+                continue
             count = (spec.in_features + 1) * spec.out_features
             lines.append(f"{i:>5}  {spec.in_features:>6}  {spec.out_features:>6}  "
                          f"{spec.activation:<11} {count:>11,}")
@@ -177,7 +228,7 @@ class Sequential:
         return "\n".join(lines)
 
     def _initialise(self):
-        for layer in self.layers:
+        for layer in self._dense_layers():
             layer.weight[...] = initializers.layer_weight(layer.spec, self._rng)
             layer.bias[...] = initializers.layer_bias(layer.spec, self._rng)
 
@@ -279,7 +330,8 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
     @_exclusive
-    def gradients(self, X, y, weight_decay=0.0, threads=None, sample_weight=None):
+    def gradients(self, X, y, weight_decay=0.0, threads=None, sample_weight=None,
+                  dropout_step=None):
         """Loss and its gradients on (X, y) as one batch; parameters are not changed.
 
         Parameters
@@ -294,6 +346,13 @@ class Sequential:
             BLAS threads for this call; None uses the model's ``threads`` setting.
         sample_weight : array-like of shape (n_samples,), optional
             As for :meth:`fit`: the loss is ``sum(w * loss) / n_samples``.
+        dropout_step : int or None, default None
+            None: no dropout, the deterministic loss that :meth:`evaluate` reports (what
+            :func:`fastbp.check_gradients` and full-batch optimisers such as L-BFGS need).
+            An int ``k >= 0``: with dropout, through the masks that training step ``k``
+            draws (see :attr:`training_steps`; ``X`` plays that step's batch). Two calls
+            with the same ``k`` and batch size use the same masks, so finite differences
+            of the loss check these gradients.
 
         Returns
         -------
@@ -303,17 +362,20 @@ class Sequential:
             loss is not finite.
         """
         weight_decay = check_real(weight_decay, "weight_decay", 0.0)
+        if dropout_step is not None:
+            dropout_step = check_int(dropout_step, "dropout_step", 0)
         X, Y, labels = self._check_Xy(X, y)
         check_threads(threads)
         weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
         plan = self._plan
         plan.ensure_capacity(X.shape[0])
         with self._blas_threads(threads, X.shape[0]):
-            loss = _core.gradients(plan, X, Y, labels, weight_decay, sample_weight=weights)
+            loss = _core.gradients(plan, X, Y, labels, weight_decay, sample_weight=weights,
+                                   dropout_step=-1 if dropout_step is None else dropout_step)
         if not np.isfinite(loss):  # the core skips backward then; never return stale values
             plan.grads[...] = np.nan
         grads = [(plan.weight(plan.grads, i).copy(), plan.bias(plan.grads, i).copy())
-                 for i in range(len(self._specs))]
+                 for i in range(len(plan.table))]
         return float(loss), grads
 
     @_exclusive
@@ -334,8 +396,9 @@ class Sequential:
             status, loss_sum, n_batches, _ = _core.train_epoch(
                 plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer,
                 optimizer.rates(plan.epochs, plan.steps, 1), plan.steps,
-                sample_weight=weights)
+                sample_weight=weights, training_step=plan.training_steps)
         plan.steps += n_batches
+        plan.training_steps += n_batches
         raise_for_status(status, n_batches, "train_step")
         return loss_sum / X.shape[0]
 
@@ -447,7 +510,7 @@ class Sequential:
 
 
 def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="float32", seed=None,
-        threads="auto"):
+        threads="auto", dropout=0.0):
     """A :class:`Sequential` from layer widths, e.g. ``mlp([784, 128, 10], loss="cross_entropy")``.
 
     Parameters
@@ -458,12 +521,19 @@ def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="flo
         Activation of every hidden layer.
     output_activation : str or None
         Activation of the last layer (must be None for the cross-entropy losses).
+    dropout : float, default 0.0
+        If > 0, a :class:`Dropout` of this rate after every hidden layer.
     loss, dtype, seed, threads
         As for :class:`Sequential`.
     """
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
-    layers = [Dense(n_in, n_out, activation) for n_in, n_out in zip(sizes[:-2], sizes[1:-1])]
+    dropout = Dropout(dropout)  # validates the rate, even with no hidden layer
+    layers = []
+    for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+        layers.append(Dense(n_in, n_out, activation))
+        if dropout.rate > 0:
+            layers.append(dropout)
     layers.append(Dense(sizes[-2], sizes[-1], output_activation))
     return Sequential(layers, loss=loss, dtype=dtype, seed=seed, threads=threads)

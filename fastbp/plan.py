@@ -3,12 +3,22 @@
 Layout of the flat parameter buffer: every layer's weight ``W`` (in_features x out_features,
 row-major) in layer order, then every layer's bias. Gradients and optimizer state mirror it,
 so weight decay covers exactly the prefix ``[0, n_weights)``.
+
+The table has one row per Dense layer; a Dropout spec becomes the ``drop`` column of the
+Dense layer after it (dropout on that layer's input), so the core sees only Dense layers.
 """
 import numpy as np
 
 from ._native import core as _core
+from .layers import Dense, Dropout
 
-_TABLE_COLUMNS = ("n_in", "n_out", "act", "w_offset", "b_offset")
+_TABLE_COLUMNS = ("n_in", "n_out", "act", "w_offset", "b_offset", "drop")
+
+
+def dropout_threshold(rate):
+    """The core's integer form of a dropout rate: an element is dropped when its uniform
+    32-bit draw is below ``floor(rate * 2**32)`` (0: no dropout)."""
+    return min(int(rate * 2.0 ** 32), 2 ** 32 - 1)
 
 #: Prediction runs in chunks whose workspace holds at most this many elements (16 MB float32).
 PREDICT_WORKSPACE_ELEMENTS = 1 << 22
@@ -17,25 +27,33 @@ PREDICT_WORKSPACE_ELEMENTS = 1 << 22
 class Plan:
     """Layer table, flat buffers and workspace of one model (see module docstring).
 
-    Attributes read by ``fastbp._core``: ``table`` (int64, one row per layer:
-    n_in, n_out, activation code, weight offset, bias offset), ``loss_code``, ``n_weights``,
-    ``params``, ``grads``, ``state`` (optimizer) and ``workspace``. The workspace's layout
-    is the core's (``workspace_row_length`` elements per sample row, which include a
-    pre-activation block for each gelu or swish layer); Python only sizes it.
+    Attributes read by ``fastbp._core``: ``table`` (int64, one row per Dense layer:
+    n_in, n_out, activation code, weight offset, bias offset, dropout threshold of its
+    input), ``loss_code``, ``n_weights``, ``params``, ``grads``, ``state`` (optimizer),
+    ``workspace`` and ``dropout_seed``. The workspace's layout is the core's
+    (``workspace_row_length`` elements per sample row, which include a pre-activation block
+    for each gelu or swish layer and a dropped-input block for each layer with dropout);
+    Python only sizes it.
     """
 
     def __init__(self, specs, loss_code, dtype):
         self.dtype = np.dtype(dtype)
         self.loss_code = int(loss_code)
-        sizes = [(s.in_features, s.out_features) for s in specs]
+        dense = [spec for spec in specs if isinstance(spec, Dense)]
+        sizes = [(s.in_features, s.out_features) for s in dense]
         self.n_weights = sum(i * o for i, o in sizes)
         self.n_params = self.n_weights + sum(o for _, o in sizes)
-        table = np.zeros((len(specs), len(_TABLE_COLUMNS)), dtype=np.int64)
-        w_offset, b_offset = 0, self.n_weights
-        for row, spec in zip(table, specs):
-            row[:] = (spec.in_features, spec.out_features, spec.activation_code, w_offset, b_offset)
+        table = np.zeros((len(dense), len(_TABLE_COLUMNS)), dtype=np.int64)
+        w_offset, b_offset, row, drop = 0, self.n_weights, 0, 0
+        for spec in specs:
+            if isinstance(spec, Dropout):
+                drop = dropout_threshold(spec.rate)
+                continue
+            table[row] = (spec.in_features, spec.out_features, spec.activation_code, w_offset,
+                          b_offset, drop)
             w_offset += spec.in_features * spec.out_features
             b_offset += spec.out_features
+            row, drop = row + 1, 0
         self.table = table
         self.row_length = _core.workspace_row_length(table)
         self.params = np.zeros(self.n_params, dtype=self.dtype)
@@ -43,15 +61,25 @@ class Plan:
         self.state = np.zeros(0, dtype=self.dtype)
         self.steps = 0    # optimizer updates since the state was created
         self.epochs = 0   # fit epochs completed since then (what per-epoch schedules count)
+        # Training steps (batches of fit and train_step) over the model's life, never reset:
+        # step k draws its dropout masks from (dropout_seed, k). Not the optimizer's steps,
+        # which restart with each new optimizer and would repeat earlier masks.
+        self.training_steps = 0
+        self.dropout_seed = 0  # set by the model when it has dropout (a uint64)
         self.chunk_batches = {}  # batch size -> batches per compiled call (see training.py)
         self.workspace = np.zeros(0, dtype=self.dtype)
 
+    @property
+    def has_dropout(self):
+        """Whether any layer drops its input while training."""
+        return bool(np.any(self.table[:, 5] != 0))
+
     def weight(self, buffer, layer):
-        n_in, n_out, _, w, _ = self.table[layer]
+        n_in, n_out, w = (int(self.table[layer, column]) for column in (0, 1, 3))
         return buffer[w:w + n_in * n_out].reshape(n_in, n_out)
 
     def bias(self, buffer, layer):
-        _, n_out, _, _, b = self.table[layer]
+        n_out, b = int(self.table[layer, 1]), int(self.table[layer, 4])
         return buffer[b:b + n_out]
 
     @property

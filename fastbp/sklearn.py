@@ -99,9 +99,8 @@ except ImportError:  # pragma: no cover - older scikit-learn
     def _validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
-import fastbp
 from .activations import activation_code, activation_name
-from .layers import Dense
+from .layers import Dense, Dropout
 from .losses import CLASSIFICATION, Loss, loss_code
 from .model import Sequential
 from .optimizers import SGD, Adam
@@ -123,11 +122,6 @@ _REGRESSION_ALIASES = {"squared_error": "mse"}
 
 _NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
               "values and need to be preprocessed.")
-
-
-def _needs_core(feature, api):
-    return NotImplementedError(f"{feature} needs {api} in fastbp's core, which this fastbp "
-                               "build does not have yet")
 
 
 # ---------------------------------------------------------------------- parameter checks
@@ -341,8 +335,6 @@ class _BaseMLP(BaseEstimator):
         """Dense (and Dropout) specs of the network, widths ``sizes``."""
         activations = self._hidden_activations(len(sizes) - 2)
         rates = self._dropout_rates(len(sizes) - 2)
-        if any(rates) and getattr(fastbp, "Dropout", None) is None:
-            raise _needs_core("dropout", "the fastbp.Dropout layer")
         if any(rates) and self.solver == "lbfgs":
             raise ValueError("dropout needs a stochastic solver ('sgd' or 'adam'), not 'lbfgs'")
         layers = []
@@ -352,7 +344,7 @@ class _BaseMLP(BaseEstimator):
             else:
                 layers.append(Dense(n_in, n_out, activations[i], init="zeros"))
                 if rates[i]:
-                    layers.append(fastbp.Dropout(rates[i]))
+                    layers.append(Dropout(rates[i]))
         return layers
 
     def _initial_parameters(self, sizes, rng):
@@ -769,7 +761,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Extra: weight of each class in the loss (multiplies ``sample_weight``); 'balanced'
         is ``n_samples / (n_classes * count(class))``. Single-label problems only.
     dropout : float or list of float, default=0.0
-        Extra: dropout rate after each hidden layer (a list: one per hidden layer).
+        Extra: dropout rate after each hidden layer (a list: one per hidden layer), as a
+        :class:`fastbp.Dropout` on its output while training (never when predicting);
+        'sgd' and 'adam' only. The masks are seeded by ``random_state``.
     dtype : {'float32', 'float64'}, default='float32'
         Extra: precision of the parameters and arithmetic. float32 is about twice as fast;
         use float64 to compare with scikit-learn digit for digit.

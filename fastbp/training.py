@@ -230,8 +230,9 @@ class Trainer:
             status, chunk_loss, chunk_done, chunk_hits = _core.train_epoch(
                 plan, self.X, self.Y, self.labels, order, self.batch_size, optimizer,
                 rates[batch:], plan.steps, row0=done, row1=end, telemetry=telemetry,
-                sample_weight=self.weights)
+                sample_weight=self.weights, training_step=plan.training_steps)
             plan.steps += chunk_done
+            plan.training_steps += chunk_done
             raise_for_status(status, batch + chunk_done, f"epoch {epoch + 1}")
             self._adapt_chunk(time.perf_counter() - chunk_started, n_batches)
             batch += chunk_done

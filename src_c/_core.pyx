@@ -8,7 +8,10 @@
 #    layer 0), each layer's output (a), each hidden layer's delta (d; the last layer's
 #    delta overwrites its output, which nothing needs after the loss), and last, only for
 #    layers whose activation's derivative needs it (gelu, swish), the pre-activation (z):
-#    other networks keep exactly the layout and work they had. Outputs stay intact
+#    other networks keep exactly the layout and work they had; after those, for each layer
+#    whose input is dropped out (plan column drop > 0), the dropped copy of its input (x;
+#    see _dropout.pxd), which the layer's GEMM and dW read while training; prediction
+#    reads the undropped output. Outputs stay intact
 #    through backward, so deltas (row-local) and weight gradients (needing every row) can be
 #    computed in two separate sweeps, each split across threads without overlap; a z block
 #    is row-local like a, so threads taking rows r0:r1 of a also take rows r0:r1 of z.
@@ -28,6 +31,7 @@ from _activations cimport (bias_act, act_backward, act_needs_z, LEAKY_SLOPE,
 from _losses cimport (loss_backward, weighted_loss_backward, output_activation, HUBER_DELTA as _HUBER_DELTA,
                       LOSS_MSE, LOSS_CROSS_ENTROPY, LOSS_BINARY_CROSS_ENTROPY, LOSS_HUBER,
                       LOSS_MAE)
+from _dropout cimport dropout_forward, dropout_backward, dropout_keys, draw as _draw
 from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_gradients,
                      update_norm, l2_norm, measure_bounds, max_magnitude, n_slots, OPT_SGD,
                      OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD)
@@ -56,38 +60,52 @@ LEAKY_RELU_SLOPE = LEAKY_SLOPE
 ELU_ALPHA = _ELU_ALPHA
 HUBER_DELTA = _HUBER_DELTA
 
-# Columns of plan.table, one row per Dense layer.
+# Columns of plan.table, one row per Dense layer. COL_DROP: the dropout threshold of the
+# layer's input, floor(rate·2³²) (0: no dropout; fastbp.plan.dropout_threshold).
 cdef enum:
     COL_N_IN = 0
     COL_N_OUT = 1
     COL_ACT = 2
     COL_W = 3
     COL_B = 4
-    N_COLS = 5
+    COL_DROP = 5
+    N_COLS = 6
 
 cdef int INT_MAX = 2147483647
 
 
 cdef struct Layer:
     Py_ssize_t n_in, n_out, w, b, a, d, z  # z = -1: the layer keeps no pre-activation
+    Py_ssize_t x          # its dropped input's block; -1: no dropout on its input
+    uint32_t drop         # an input element is dropped when its draw is below this
+    double scale          # 1 / keep probability = 2³² / (2³² - drop)
+    uint64_t keys         # this training step's mask keys (_draw_keys)
     int act
 
 cdef struct Net:
     Layer *layers
     Py_ssize_t n_layers, n_params, n_weights, capacity
     int loss
+    bint dropping         # training with dropout: layers with x >= 0 read their dropped input
+    uint64_t seed         # plan.dropout_seed
 
 
 # ---------------------------------------------------------------- plan unpacking (with GIL)
 
 def workspace_row_length(const long long[:, ::1] table):
     """Workspace elements per sample row: layer-0 input, every output, every hidden delta,
-    and the pre-activation of each layer whose activation needs it (gelu, swish)."""
-    cdef Py_ssize_t l, total = table[0, COL_N_IN]
+    the pre-activation of each layer whose activation needs it (gelu, swish), and the
+    dropped input of each layer with dropout on its input."""
+    cdef Py_ssize_t l, total
+    if table.shape[0] < 1 or table.shape[1] != N_COLS:
+        raise ValueError("plan.table must have shape (n_layers, %d)" % N_COLS)
+    total = table[0, COL_N_IN]
     for l in range(table.shape[0]):
         total += table[l, COL_N_OUT] * (2 if l < table.shape[0] - 1 else 1)
         if act_needs_z(<int> table[l, COL_ACT]):
             total += table[l, COL_N_OUT]
+        if table[l, COL_DROP] != 0:
+            total += table[l, COL_N_IN]
     return total
 
 
@@ -96,12 +114,12 @@ cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
     cdef const long long[:, ::1] table = plan.table
     cdef Net net
     cdef Py_ssize_t l, row = workspace_row_length(table), a
-    if table.shape[1] != N_COLS or table.shape[0] < 1:
-        raise ValueError("plan.table must have shape (n_layers, %d)" % N_COLS)
     net.n_layers = table.shape[0]
     net.n_params = n_params
     net.n_weights = plan.n_weights
     net.loss = plan.loss_code
+    net.dropping = False
+    net.seed = plan.dropout_seed
     net.capacity = n_workspace // row
     net.layers = <Layer *> malloc(net.n_layers * sizeof(Layer))
     if net.layers == NULL:
@@ -116,6 +134,7 @@ cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
         net.layers[l].a = a
         a += net.capacity * net.layers[l].n_out
         if (net.layers[l].w < 0 or net.layers[l].b < 0
+                or not 0 <= table[l, COL_DROP] <= <long long> 0xFFFFFFFF
                 or net.layers[l].w + net.layers[l].n_in * net.layers[l].n_out > net.n_weights
                 or net.layers[l].b + net.layers[l].n_out > n_params
                 or (l > 0 and net.layers[l].n_in != net.layers[l - 1].n_out)):
@@ -133,7 +152,35 @@ cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
             a += net.capacity * net.layers[l].n_out
         else:
             net.layers[l].z = -1
+    for l in range(net.n_layers):  # dropped-input blocks after those, only where needed
+        net.layers[l].drop = <uint32_t> table[l, COL_DROP]
+        net.layers[l].scale = 4294967296.0 / (4294967296.0 - net.layers[l].drop)
+        net.layers[l].keys = 0
+        if net.layers[l].drop != 0:
+            net.layers[l].x = a
+            a += net.capacity * net.layers[l].n_in
+        else:
+            net.layers[l].x = -1
     return net
+
+
+cdef inline void _draw_keys(Net *net, long long step) noexcept nogil:
+    """Training step ``step``'s mask keys for every layer with dropout; dropout on."""
+    cdef Py_ssize_t l
+    net.dropping = False
+    for l in range(net.n_layers):
+        if net.layers[l].x >= 0:
+            net.layers[l].keys = dropout_keys(net.seed, <uint64_t> step, <uint64_t> l)
+            net.dropping = True
+
+
+cdef inline const floating *_input(Net *net, Py_ssize_t l, floating *ws,
+                                   const floating *Xb) noexcept nogil:
+    """Row 0 of layer l's input: its dropped copy while training with dropout, else the
+    previous layer's output (the batch for layer 0)."""
+    if net.dropping and net.layers[l].x >= 0:
+        return ws + net.layers[l].x
+    return Xb if l == 0 else ws + net.layers[l - 1].a
 
 
 cdef inline floating *_zrows(Layer *L, floating *ws, Py_ssize_t r0) noexcept nogil:
@@ -238,13 +285,18 @@ cdef inline void _colsum(const floating *D__bo, Py_ssize_t B, Py_ssize_t O,
 cdef void _forward(Net *net, const floating *P, floating *ws, const floating *Xb,
                    Py_ssize_t r0, Py_ssize_t r1, floating *out) noexcept nogil:
     """Rows r0:r1 of the batch, each layer: Z = A_prev·W (BLAS), then Z = act(Z + b) in one
-    pass. ``out``, if given, receives the last layer's output (its rows r0:r1)."""
+    pass; while training with dropout, A_prev is first copied, dropped and scaled into the
+    layer's x block. ``out``, if given, receives the last layer's output (its rows r0:r1)."""
     cdef Py_ssize_t l, rows = r1 - r0
     cdef Layer *L
     cdef const floating *A_prev = Xb + r0 * net.layers[0].n_in
     cdef floating *Z
     for l in range(net.n_layers):
         L = &net.layers[l]
+        if net.dropping and L.x >= 0:
+            dropout_forward(A_prev, ws + L.x + r0 * L.n_in, rows * L.n_in,
+                            <uint32_t> (r0 * L.n_in), L.keys, L.drop, <floating> L.scale)
+            A_prev = ws + L.x + r0 * L.n_in
         Z = (out if (out != NULL and l == net.n_layers - 1) else ws + L.a) + r0 * L.n_out
         mm_nn(A_prev, P + L.w, Z, <int> rows, <int> L.n_in, <int> L.n_out, <floating> 0)
         bias_act(Z, P + L.b, rows, L.n_out, L.act, _zrows(L, ws, r0))
@@ -264,7 +316,9 @@ cdef void _forward_gemms(Net *net, const floating *P, floating *ws, const floati
 cdef void _deltas(Net *net, const floating *P, floating *ws, Py_ssize_t r0,
                   Py_ssize_t r1) noexcept nogil:
     """The delta rule for rows r0:r1, from the last layer's delta down (row-local, so
-    threads can take disjoint rows): δ_prev = (δ·Wᵀ) ⊙ act'(A_prev); none for layer 0."""
+    threads can take disjoint rows): δ_prev = (δ·Wᵀ) ⊙ act'(A_prev); none for layer 0.
+    Where layer l's input was dropped out, δ·Wᵀ is dLoss/d(dropped input): the same mask
+    and scale turn it into dLoss/dA_prev before act'."""
     cdef Py_ssize_t l, rows = r1 - r0
     cdef Layer *L
     cdef Layer *prev
@@ -273,6 +327,9 @@ cdef void _deltas(Net *net, const floating *P, floating *ws, Py_ssize_t r0,
         prev = &net.layers[l - 1]
         mm_nt(ws + L.d + r0 * L.n_out, P + L.w, ws + prev.d + r0 * L.n_in, <int> rows,
               <int> L.n_out, <int> L.n_in, <floating> 0)
+        if net.dropping and L.x >= 0:
+            dropout_backward(ws + prev.d + r0 * L.n_in, rows * L.n_in, <uint32_t> (r0 * L.n_in),
+                             L.keys, L.drop, <floating> L.scale)
         act_backward(ws + prev.d + r0 * L.n_in, ws + prev.a + r0 * L.n_in,
                      _zrows(prev, ws, r0), rows * L.n_in, prev.act)
 
@@ -280,8 +337,8 @@ cdef void _deltas(Net *net, const floating *P, floating *ws, Py_ssize_t r0,
 cdef void _weight_gradients(Net *net, floating *G, floating *ws, const floating *Xb,
                             Py_ssize_t B, int part, int n_parts) noexcept nogil:
     """Part ``part`` of ``n_parts`` of the gradients: for every layer, rows i0:i1 of
-    dW = A_prevᵀ·δ (a contiguous range of the flat gradient); part 0 also does every
-    db = Σ_rows δ."""
+    dW = A_prevᵀ·δ (a contiguous range of the flat gradient; A_prev the layer's input as
+    forward used it, dropped out while training); part 0 also does every db = Σ_rows δ."""
     cdef Py_ssize_t l, i0, i1
     cdef Layer *L
     cdef const floating *A_prev
@@ -289,7 +346,7 @@ cdef void _weight_gradients(Net *net, floating *G, floating *ws, const floating 
         L = &net.layers[l]
         i0 = L.n_in * part // n_parts
         i1 = L.n_in * (part + 1) // n_parts
-        A_prev = Xb if l == 0 else ws + net.layers[l - 1].a
+        A_prev = _input(net, l, ws, Xb)
         if i1 > i0:
             mm_tn_rows(A_prev, ws + L.d, G + L.w, <int> L.n_in, <int> B, <int> L.n_out,
                        <int> i0, <int> i1)
@@ -417,7 +474,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 Py_ssize_t batch_size, optimizer, const double[::1] rates,
                 long long first_step, Py_ssize_t row0=0, Py_ssize_t row1=-1,
                 int n_threads=1, double[:, ::1] telemetry=None,
-                const floating[::1] sample_weight=None):
+                const floating[::1] sample_weight=None, long long training_step=0):
     """Run the mini-batches of rows row0:row1 (row1 = -1: to the end) of one pass over
     ``order`` (rows of X; empty = rows in order), in batches starting at row0: a whole epoch
     in one call, or in chunks whose bounds are multiples of batch_size.
@@ -434,9 +491,14 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     ``sample_weight`` (one finite value >= 0 per row of X), if given, weights each row's
     loss and gradient: a batch's loss is Σ w·loss / rows.
 
+    Layers with dropout on their input (plan.table's drop column) drop it on every batch:
+    batch k draws the masks of training step ``training_step + k`` (plan.training_steps,
+    the model's count of training batches) from ``plan.dropout_seed``.
+
     Returns ``(status, loss_sum, n_batches, hits)``: loss_sum is Σ batch_mean·batch_rows over
     the completed batches, hits their (sample-weighted) count of correct predictions before
-    each batch's update (classification losses; 0 otherwise; see _losses.pxd D). A batch whose loss or update is non-finite is not applied: training
+    each batch's update (classification losses; 0 otherwise; see _losses.pxd D). A batch
+    whose loss or update is non-finite is not applied: training
     stops there with the parameters and optimizer state of the batch before.
     """
     cdef floating[::1] P = plan.params, G = plan.grads, S = plan.state
@@ -465,8 +527,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
         if rates.shape[0] < (end - row0 + batch_size - 1) // batch_size:
             raise ValueError("rates must hold one learning rate per batch (%d), not %d"
                              % ((end - row0 + batch_size - 1) // batch_size, rates.shape[0]))
-        if first_step < 0:
-            raise ValueError("first_step must be >= 0")
+        if first_step < 0 or training_step < 0:
+            raise ValueError("first_step and training_step must be >= 0")
         if n_threads < 1:
             raise ValueError("n_threads must be >= 1")
         if sample_weight is not None and sample_weight.shape[0] != X.shape[0]:
@@ -491,6 +553,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 B = min(batch_size, end - start)
                 idx = order_p + start if order_p != NULL else NULL
                 batch_hits = 0
+                _draw_keys(&net, training_step + n_batches)
                 if n_threads > 1 and B >= n_threads:
                     loss = _batch_gradients_parallel(
                         &net, &P[0], &G[0], &ws[0], &X[0, 0], X.shape[1], idx, start, B,
@@ -536,8 +599,10 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
 
 def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
               const Py_ssize_t[::1] labels, double weight_decay,
-              const floating[::1] sample_weight=None):
-    """Loss (+ weight_decay/2·ΣW²) over all rows of X as one batch; gradients into plan.grads."""
+              const floating[::1] sample_weight=None, long long dropout_step=-1):
+    """Loss (+ weight_decay/2·ΣW²) over all rows of X as one batch; gradients into plan.grads.
+    Without dropout (dropout_step -1), as prediction sees the network; with dropout_step
+    >= 0, through the dropout masks that training step draws (as train_epoch's)."""
     cdef floating[::1] P = plan.params, G = plan.grads, ws = plan.workspace
     cdef Py_ssize_t i
     cdef floating wd = <floating> weight_decay
@@ -554,6 +619,8 @@ def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 raise ValueError("sample_weight has %d entries, X has %d rows"
                                  % (sample_weight.shape[0], X.shape[0]))
             weights_p = &sample_weight[0]
+        if dropout_step >= 0:
+            _draw_keys(&net, dropout_step)
         with nogil:
             loss = _loss_and_backward(&net, &P[0], &G[0], &ws[0], &X[0, 0], X.shape[0],
                                       _cptr2(Y), _iptr(labels), NULL, weights_p, &hits)
@@ -754,3 +821,31 @@ def _twin_update(optimizer, floating[::1] params, floating[::1] grads, floating[
 
 def _twin_max_magnitude(const floating[::1] x):
     return max_magnitude(&x[0], x.shape[0])
+
+
+def _twin_dropout_keys(uint64_t seed, uint64_t step, uint64_t layer):
+    """The packed mask keys of (seed, training step, layer), as _draw_keys computes them."""
+    return dropout_keys(seed, step, layer)
+
+
+def _twin_dropout_draws(uint32_t[::1] out, uint32_t e0, uint64_t keys):
+    """out[i] = the 32-bit draw of element e0 + i under ``keys``."""
+    cdef Py_ssize_t i
+    for i in range(out.shape[0]):
+        out[i] = _draw(e0 + <uint32_t> i, <uint32_t> keys, <uint32_t> (keys >> 32))
+
+
+def _twin_dropout_forward(const floating[::1] X, floating[::1] Y, uint32_t e0, uint64_t keys,
+                          uint32_t threshold, double scale):
+    """Y = X dropped out (draw < threshold) and scaled, through dropout_forward."""
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError("X and Y must have the same length")
+    if X.shape[0]:
+        dropout_forward(&X[0], &Y[0], X.shape[0], e0, keys, threshold, <floating> scale)
+
+
+def _twin_dropout_backward(floating[::1] D, uint32_t e0, uint64_t keys, uint32_t threshold,
+                           double scale):
+    """D scaled where kept, zeroed where dropped, in place, through dropout_backward."""
+    if D.shape[0]:
+        dropout_backward(&D[0], D.shape[0], e0, keys, threshold, <floating> scale)

@@ -76,3 +76,19 @@ def test_optional_adapters_train_and_predict(name):
     proba = adapter.predict(np.ones((5, 8), dtype=np.float32))
     assert proba.shape == (5, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_dropout_adapter_is_opt_in_and_trains_with_dropout():
+    """fastbp-dropout: the benchmark network with Dropout(0.5) after each hidden layer, timed
+    only when --implementations names it."""
+    assert "fastbp-dropout" not in run.parse_args([]).implementations
+    assert "fastbp-dropout" in run.parse_args(["--implementations", "fastbp-dropout"]).implementations
+    config = run.Config("test", (8, 6, 5, 3), 4, 16)
+    adapter = run.IMPLEMENTATIONS["fastbp-dropout"]()
+    adapter.prepare(run.make_problem(config, "float32", config.n_samples))
+    assert [type(layer).__name__ for layer in adapter.model.layers] == [
+        "BoundDense", "Dropout", "BoundDense", "Dropout", "BoundDense"]
+    adapter.run_epoch()
+    assert adapter.model.training_steps == 4
+    proba = adapter.predict(np.ones((5, 8), dtype=np.float32))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)

@@ -82,7 +82,7 @@ def test_file_loads_without_pickle_and_documents_itself(tmp_path):
     with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
         config = json.loads(str(archive["config"][()]))
         assert sorted(archive.files) == ["config", "optimizer_state", "parameters"]
-    assert config["format"] == "fastbp.Sequential" and config["version"] == 2
+    assert config["format"] == "fastbp.Sequential" and config["version"] == 3
     assert config["optimizer"]["momentum"] == 0.9
 
 

@@ -1,7 +1,7 @@
 """No leaks: a thousand rounds of everything a user does, failures included, must not grow the
 process's resident memory.
 
-Each round builds a new model and fits it, predicts, evaluates, takes gradients and a
+Each round builds a new model (with a Dropout layer) and fits it, predicts, evaluates, takes gradients and a
 train_step, saves, loads and pickles it, and fails in every way the Python layer refuses
 (bad X, bad labels, a bad optimizer, a corrupted file), by diverging (DivergenceError), and
 in the core's own argument checks, which raise after the core has allocated its layer table
@@ -72,11 +72,13 @@ class Deep:
 
 def one_round(i, X, y, folder, deep, keep=None):
     """Everything once; ``keep`` (a list) makes the round leak on purpose, to check the test."""
-    model = fb.mlp([32, 64, 10], loss="cross_entropy", seed=i % 7, threads=1)
+    model = fb.Sequential([fb.Dense(32, 64, "relu"), fb.Dropout(0.3), fb.Dense(64, 10)],
+                          loss="cross_entropy", seed=i % 7, threads=1)
     model.fit(X, y, epochs=1, batch_size=32, optimizer=fb.SGD(lr=0.01, momentum=0.9))
     model.predict(X)
-    model.evaluate(X, y)
+    model.evaluate(X, y, sample_weight=np.linspace(0.5, 1.5, X.shape[0]))
     model.gradients(X[:16], y[:16], weight_decay=1e-3)
+    model.gradients(X[:16], y[:16], dropout_step=i)
     model.train_step(X[:16], y[:16])
     path = folder / "m.npz"
     model.save(path)

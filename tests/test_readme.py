@@ -53,6 +53,22 @@ def test_full_training_example_is_the_script_that_draws_its_figure(tmp_path):
     assert "best epoch" in done.stdout and figure.stat().st_size > 10_000
 
 
+def test_dropout_example_runs():
+    """The API tour's Dropout example, on the quick start's data."""
+    text = README.read_text(encoding="utf-8")
+    quick = text[text.index("## Quick start"):text.index("## API tour")]
+    tour = text[text.index("**Dropout.**"):]
+    namespace = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for section in (quick, tour):
+            code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+            exec(compile(code, str(README), "exec"), namespace)
+    model = namespace["model"]
+    assert [type(layer).__name__ for layer in model.layers] == ["BoundDense", "Dropout",
+                                                               "BoundDense"]
+    assert model.training_steps == 10 * 128 and namespace["proba"].shape == (5, 10)
+
+
 def write_idx(path, array):
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
