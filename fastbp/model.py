@@ -525,6 +525,11 @@ def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="flo
         If > 0, a :class:`Dropout` of this rate after every hidden layer.
     loss, dtype, seed, threads
         As for :class:`Sequential`.
+
+    Returns
+    -------
+    Sequential
+        Dense layers of widths ``sizes[i] -> sizes[i+1]`` (with the Dropouts, if any).
     """
     sizes = list(sizes)
     if len(sizes) < 2:

@@ -26,7 +26,14 @@ CHUNK_SECONDS = 0.2
 
 
 class DivergenceError(FloatingPointError):
-    """Training produced a non-finite loss or parameters; the model keeps finite ones."""
+    """Training produced a non-finite loss or parameters; the model keeps finite ones.
+
+    Raised by ``fit`` and ``train_step`` (a ``FloatingPointError``, so existing handlers for
+    that catch it). The message names the epoch and batch; the model keeps the parameters
+    and optimizer state of the last finite step, so it can be saved or trained further with
+    a smaller learning rate. :class:`fastbp.callbacks.TerminateOnNaN` turns it into an
+    early end of ``fit`` instead.
+    """
 
 
 class History:
