@@ -116,8 +116,12 @@ def test_a_save_killed_mid_write_leaves_a_loadable_file(tmp_path):
     old = trained_model()
     old.save(path)
     new = fb.mlp([512, 1024, 10], loss="cross_entropy", seed=2)
-    child = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER_CHILD, str(path)],
-                             cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+
+    def start_saving():
+        return subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER_CHILD, str(path)],
+                                cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+
+    child = start_saving()
     try:
         assert child.stdout.readline() == "saved\n"  # imported, one save done
     finally:
@@ -126,8 +130,7 @@ def test_a_save_killed_mid_write_leaves_a_loadable_file(tmp_path):
     assert_same_model(fb.load(path), new)
     for delay in (0.0, 0.003, 0.011, 0.029, 0.047):
         old.save(path)
-        child = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER_CHILD, str(path)],
-                                 cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+        child = start_saving()
         try:
             deadline = time.monotonic() + 60
             while not any(name.endswith(".tmp") for name in os.listdir(tmp_path)):
