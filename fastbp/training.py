@@ -98,6 +98,15 @@ class History:
         return f"History({self.epochs} epochs{last}, stop_reason={self.stop_reason!r})"
 
 
+def epoch_order(rng, n_rows):
+    """One epoch's row order: a permutation of ``range(n_rows)`` drawn by the compiled core
+    from a single 64-bit draw of ``rng`` (see "shuffling" in src_c/_core.pyx); the same
+    generator state gives the same order."""
+    order = np.empty(n_rows, dtype=np.intp)
+    _core.shuffled_order(order, rng.bit_generator.random_raw())
+    return order
+
+
 def raise_for_status(status, n_batches, where):
     """Turn the core's status into an exception; ``where`` says which call it was."""
     if status == _STATUS_NONFINITE_LOSS:
@@ -221,7 +230,7 @@ class Trainer:
     def _epoch(self, epoch, epochs):
         """Train one epoch in chunks; its logs, or None if stopped part-way."""
         plan, optimizer, n = self.plan, self.optimizer, self.X.shape[0]
-        order = (self.model._rng.permutation(n).astype(np.intp, copy=False) if self.shuffle
+        order = (epoch_order(self.model._rng, n) if self.shuffle
                  else np.zeros(0, dtype=np.intp))
         n_batches = -(-n // self.batch_size)
         rates = optimizer.rates(plan.epochs, plan.steps, n_batches)

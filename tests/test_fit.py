@@ -16,6 +16,7 @@ import fastbp as fb
 from fastbp import callbacks as cb
 from fastbp import schedules, training
 from fastbp.datasets import make_classification
+from fastbp.training import epoch_order
 from fastbp.validation import split_validation
 
 FIT = dict(batch_size=16, threads=1)
@@ -401,7 +402,7 @@ def test_fit_applies_the_schedule_rates_step_by_step():
     expected_rates = 0.3 * schedule.factor(np.arange(12))
     stepped, optimizer, rng = model(), fb.SGD(lr=0.3, momentum=0.9), np.random.default_rng(3)
     for epoch in range(3):
-        order = rng.permutation(64)
+        order = epoch_order(rng, 64)  # as fit draws each epoch's order
         for k in range(4):
             optimizer.lr = expected_rates[4 * epoch + k]
             rows = order[16 * k:16 * k + 16]
