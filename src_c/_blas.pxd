@@ -7,7 +7,22 @@
 # C. Why fused wrappers: one kernel source serves float32 (sgemm) and float64 (dgemm); the
 #    branch on `floating` is resolved at compile time. All are noexcept nogil.
 from cython cimport floating
+# D. Small products (at most SMALL_GEMM_MACS multiply-adds, beta 0) skip BLAS: the mm_*
+#    wrappers hand them to the register-blocked C loops of _smallgemm.h, which beat
+#    OpenBLAS's call, dispatch and packing there (measured: benchmarks/small_gemm.py).
+#    blas_* always call BLAS (the GEMM-only roofline times those).
 from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+cdef extern from "_smallgemm.h":
+    int FASTBP_SMALL_GEMM
+    void fastbp_small_sgemm(int m, int n, int k, const float *A, Py_ssize_t ars,
+                            Py_ssize_t aks, const float *B, float *C) noexcept nogil
+    void fastbp_small_dgemm(int m, int n, int k, const double *A, Py_ssize_t ars,
+                            Py_ssize_t aks, const double *B, double *C) noexcept nogil
+
+cdef enum:
+    SMALL_GEMM_MACS = 131072   # the largest product (m·n·k) the C loops take
+    SMALL_NT_SCRATCH = 4096    # mm_nt copies Bᵀ (n·k entries) to the stack first
 
 cdef enum:
     NO_TRANS = 78   # 'N'
@@ -27,21 +42,21 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k,
               <double *> B, &ldb, &beta, C, &ldc)
 
 
-cdef inline void mm_nn(const floating *A__mk, const floating *B__kn, floating *C__mn,
-                       int m, int k, int n, floating beta) noexcept nogil:
-    """C = A·B + beta·C, row-major."""
+cdef inline void blas_nn(const floating *A__mk, const floating *B__kn, floating *C__mn,
+                         int m, int k, int n, floating beta) noexcept nogil:
+    """C = A·B + beta·C, row-major, through BLAS."""
     _gemm(NO_TRANS, NO_TRANS, n, m, k, <floating> 1.0, B__kn, n, A__mk, k, beta, C__mn, n)
 
 
-cdef inline void mm_nt(const floating *A__mk, const floating *B__nk, floating *C__mn,
-                       int m, int k, int n, floating beta) noexcept nogil:
-    """C = A·Bᵀ + beta·C, row-major."""
+cdef inline void blas_nt(const floating *A__mk, const floating *B__nk, floating *C__mn,
+                         int m, int k, int n, floating beta) noexcept nogil:
+    """C = A·Bᵀ + beta·C, row-major, through BLAS."""
     _gemm(TRANS, NO_TRANS, n, m, k, <floating> 1.0, B__nk, k, A__mk, k, beta, C__mn, n)
 
 
-cdef inline void mm_tn(const floating *A__km, const floating *B__kn, floating *C__mn,
-                       int m, int k, int n, floating beta) noexcept nogil:
-    """C = Aᵀ·B + beta·C, row-major."""
+cdef inline void blas_tn(const floating *A__km, const floating *B__kn, floating *C__mn,
+                         int m, int k, int n, floating beta) noexcept nogil:
+    """C = Aᵀ·B + beta·C, row-major, through BLAS."""
     _gemm(NO_TRANS, TRANS, n, m, k, <floating> 1.0, B__kn, n, A__km, m, beta, C__mn, n)
 
 
@@ -51,3 +66,50 @@ cdef inline void mm_tn_rows(const floating *A__km, const floating *B__kn, floati
     that split C's rows this way write disjoint, contiguous ranges of C."""
     _gemm(NO_TRANS, TRANS, n, row1 - row0, k, <floating> 1.0, B__kn, n, A__km + row0, m,
           <floating> 0, C__mn + <Py_ssize_t> row0 * n, n)
+
+
+cdef inline void _small(int m, int n, int k, const floating *A, Py_ssize_t ars,
+                        Py_ssize_t aks, const floating *B, floating *C) noexcept nogil:
+    if floating is float:
+        fastbp_small_sgemm(m, n, k, A, ars, aks, B, C)
+    else:
+        fastbp_small_dgemm(m, n, k, A, ars, aks, B, C)
+
+
+cdef inline bint _use_small(int m, int k, int n, floating beta) noexcept nogil:
+    return (FASTBP_SMALL_GEMM and beta == 0 and m > 0 and n > 0 and k > 0
+            and <long long> m * n * k <= SMALL_GEMM_MACS)
+
+
+cdef inline void mm_nn(const floating *A__mk, const floating *B__kn, floating *C__mn,
+                       int m, int k, int n, floating beta) noexcept nogil:
+    """C = A·B + beta·C, row-major (small products in C, see D)."""
+    if _use_small(m, k, n, beta):
+        _small(m, n, k, A__mk, k, 1, B__kn, C__mn)
+    else:
+        blas_nn(A__mk, B__kn, C__mn, m, k, n, beta)
+
+
+cdef inline void mm_nt(const floating *A__mk, const floating *B__nk, floating *C__mn,
+                       int m, int k, int n, floating beta) noexcept nogil:
+    """C = A·Bᵀ + beta·C, row-major (small products in C on a transposed copy of B)."""
+    cdef floating Bt__kn[SMALL_NT_SCRATCH]
+    cdef Py_ssize_t j, p
+    # The copy of B pays off only for short rows (the 32x10x32 product of a 10-unit layer's
+    # delta ran in 0.26 µs against BLAS's 0.42; at k = 32 or 64 the two tied or BLAS won).
+    if _use_small(m, k, n, beta) and k <= 16 and <long long> n * k <= SMALL_NT_SCRATCH:
+        for j in range(n):
+            for p in range(k):
+                Bt__kn[p * n + j] = B__nk[j * k + p]
+        _small(m, n, k, A__mk, k, 1, Bt__kn, C__mn)
+    else:
+        blas_nt(A__mk, B__nk, C__mn, m, k, n, beta)
+
+
+cdef inline void mm_tn(const floating *A__km, const floating *B__kn, floating *C__mn,
+                       int m, int k, int n, floating beta) noexcept nogil:
+    """C = Aᵀ·B + beta·C, row-major (small products in C, see D)."""
+    if _use_small(m, k, n, beta):
+        _small(m, n, k, A__km, 1, m, B__kn, C__mn)
+    else:
+        blas_tn(A__km, B__kn, C__mn, m, k, n, beta)

@@ -24,7 +24,8 @@ from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from _blas cimport mm_nn, mm_nt, mm_tn, mm_tn_rows
+from _blas cimport (mm_nn, mm_nt, mm_tn, mm_tn_rows, blas_nn, blas_nt, blas_tn,
+                   SMALL_GEMM_MACS as _SMALL_GEMM_MACS)
 from _activations cimport (bias_act, act_backward, act_needs_z, LEAKY_SLOPE,
                            ELU_ALPHA as _ELU_ALPHA, ACT_IDENTITY, ACT_SIGMOID, ACT_TANH,
                            ACT_RELU, ACT_LEAKY_RELU, ACT_GELU, ACT_SOFTPLUS, ACT_ELU, ACT_SWISH)
@@ -308,7 +309,7 @@ cdef void _forward_gemms(Net *net, const floating *P, floating *ws, const floati
     cdef Py_ssize_t l
     cdef const floating *A_prev = Xb
     for l in range(net.n_layers):
-        mm_nn(A_prev, P + net.layers[l].w, ws + net.layers[l].a, <int> B,
+        blas_nn(A_prev, P + net.layers[l].w, ws + net.layers[l].a, <int> B,
               <int> net.layers[l].n_in, <int> net.layers[l].n_out, <floating> 0)
         A_prev = ws + net.layers[l].a
 
@@ -347,7 +348,10 @@ cdef void _weight_gradients(Net *net, floating *G, floating *ws, const floating 
         i0 = L.n_in * part // n_parts
         i1 = L.n_in * (part + 1) // n_parts
         A_prev = _input(net, l, ws, Xb)
-        if i1 > i0:
+        if i0 == 0 and i1 == L.n_in:
+            mm_tn(A_prev, ws + L.d, G + L.w, <int> L.n_in, <int> B, <int> L.n_out,
+                  <floating> 0)
+        elif i1 > i0:
             mm_tn_rows(A_prev, ws + L.d, G + L.w, <int> L.n_in, <int> B, <int> L.n_out,
                        <int> i0, <int> i1)
         if part == 0:
@@ -701,7 +705,8 @@ def gemm_roofline(plan, const floating[:, ::1] X, Py_ssize_t batch_size):
     """Run only the GEMMs of one training epoch over X (rows in order), through the same BLAS
     wrappers and buffers as train_epoch: per batch, each layer's forward Z = A·W, its
     dW = Aᵀ·dZ and, except for the first layer, dA = dZ·Wᵀ. The benchmarks time this as the
-    limit ("roofline") that the full training step is measured against; results are junk."""
+    limit ("roofline") that the full training step is measured against; results are junk.
+    Always BLAS (blas_*), also where training hands small products to its own C loops."""
     cdef floating[::1] P = plan.params, G = plan.grads, ws = plan.workspace
     cdef Py_ssize_t start, B, l
     cdef Layer *L
@@ -718,10 +723,10 @@ def gemm_roofline(plan, const floating[:, ::1] X, Py_ssize_t batch_size):
                 for l in range(net.n_layers - 1, -1, -1):
                     L = &net.layers[l]
                     A_prev = &X[start, 0] if l == 0 else &ws[0] + net.layers[l - 1].a
-                    mm_tn(A_prev, &ws[0] + L.d, &G[0] + L.w, <int> L.n_in, <int> B,
+                    blas_tn(A_prev, &ws[0] + L.d, &G[0] + L.w, <int> L.n_in, <int> B,
                           <int> L.n_out, <floating> 0)
                     if l > 0:
-                        mm_nt(&ws[0] + L.d, &P[0] + L.w, &ws[0] + net.layers[l - 1].d,
+                        blas_nt(&ws[0] + L.d, &P[0] + L.w, &ws[0] + net.layers[l - 1].d,
                               <int> B, <int> L.n_out, <int> L.n_in, <floating> 0)
                 start += B
     finally:
@@ -794,10 +799,21 @@ def all_finite(const float_bits[::1] bits):
 
 # ---------------------------------------------------------------- test twins of the kernels
 
+SMALL_GEMM_MACS = _SMALL_GEMM_MACS
+
+
 def _twin_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
              floating[:, ::1] C, floating beta):
-    """C = A·B ("nn"), A·Bᵀ ("nt") or Aᵀ·B ("tn") plus beta·C, through the BLAS wrappers."""
-    if kind == "nn":
+    """C = A·B ("nn"), A·Bᵀ ("nt") or Aᵀ·B ("tn") plus beta·C, through the wrappers that
+    training uses (small products in C loops); "blas_nn", "blas_nt", "blas_tn": always
+    BLAS."""
+    if kind == "blas_nn":
+        blas_nn(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[1], beta)
+    elif kind == "blas_nt":
+        blas_nt(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[0], beta)
+    elif kind == "blas_tn":
+        blas_tn(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[1], A.shape[0], B.shape[1], beta)
+    elif kind == "nn":
         mm_nn(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[1], beta)
     elif kind == "nt":
         mm_nt(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[0], beta)
@@ -891,3 +907,34 @@ def _twin_dropout_backward(floating[::1] D, uint32_t e0, uint64_t keys, uint32_t
     """D scaled where kept, zeroed where dropped, in place, through dropout_backward."""
     if D.shape[0]:
         dropout_backward(&D[0], D.shape[0], e0, keys, threshold, <floating> scale)
+
+
+def _bench_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
+              floating[:, ::1] C, Py_ssize_t repeats):
+    """Seconds per call of _twin_mm's ``kind`` (beta 0), timed over ``repeats`` calls in C
+    (benchmarks/small_gemm.py)."""
+    import time
+    cdef Py_ssize_t r
+    cdef int code = ["nn", "nt", "tn", "blas_nn", "blas_nt", "blas_tn"].index(kind)
+    cdef int m = A.shape[0], k = A.shape[1], n = B.shape[1]
+    cdef floating zero = 0
+    if code % 3 == 1:
+        n = B.shape[0]
+    elif code % 3 == 2:
+        m, k = A.shape[1], A.shape[0]
+    started = time.perf_counter()
+    with nogil:
+        for r in range(repeats):
+            if code == 0:
+                mm_nn(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
+            elif code == 1:
+                mm_nt(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
+            elif code == 2:
+                mm_tn(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
+            elif code == 3:
+                blas_nn(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
+            elif code == 4:
+                blas_nt(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
+            else:
+                blas_tn(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
+    return (time.perf_counter() - started) / repeats

@@ -133,6 +133,32 @@ def test_mm(core, kind, beta, dtype):
     assert_close(C, expected, dtype)
 
 
+#: (m, k, n) around the C loops' blocks (4 rows x 2 vectors, vectors of 8 floats or 4
+#: doubles, a padded tail vector) and past the size where the wrappers switch to BLAS.
+SMALL_MM_SHAPES = [(1, 1, 1), (3, 5, 7), (4, 8, 16), (5, 9, 17), (9, 3, 10), (32, 64, 32),
+                   (32, 32, 10), (33, 17, 25), (7, 300, 9), (6, 2, 1000), (70, 65, 66)]
+
+
+@dtypes
+@pytest.mark.parametrize("shape", SMALL_MM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("kind", ["nn", "nt", "tn", "blas_nn", "blas_nt", "blas_tn"])
+def test_mm_small_products_and_blas(core, kind, shape, dtype):
+    """The wrappers training uses (small products in C loops, others BLAS) and the BLAS-only
+    ones the roofline uses agree with NumPy on shapes that leave every kind of edge block;
+    beta 0 never reads C (it starts as NaN)."""
+    m, k, n = shape
+    base = kind.replace("blas_", "")
+    a_shape = (k, m) if base == "tn" else (m, k)
+    b_shape = (n, k) if base == "nt" else (k, n)
+    rng = rng_for("small", kind, shape, dtype)
+    A, B = normal(rng, a_shape, dtype), normal(rng, b_shape, dtype)
+    C = np.full((m, n), np.nan, dtype)
+    core._twin_mm(kind, A, B, C, dtype(0))
+    a, b = f64(A), f64(B)
+    expected = a @ b if base == "nn" else (a @ b.T if base == "nt" else a.T @ b)
+    assert_close(C, expected, dtype)
+
+
 def test_mm_rejects_unknown_kind(core):
     A = np.zeros((2, 3))
     with pytest.raises(ValueError):
