@@ -25,7 +25,9 @@ What is timed
 The ratio
     ``roofline`` runs only the epoch's GEMMs (forward, weight gradient, input gradient of every
     batch) through the same SciPy BLAS as fastbp, with no activation, loss, gather or update:
-    it is the time a training epoch cannot beat with that BLAS. An implementation's ratio is
+    it is the time a training epoch cannot beat with that BLAS. (fastbp itself runs products
+    of at most ``SMALL_GEMM_MACS`` multiply-adds in its own C loops, which beat OpenBLAS
+    there, so on the tiny network its ratio can fall below 1.) An implementation's ratio is
     its epoch time divided by the roofline's epoch time *of the same repeat*, and the median
     of those per-repeat ratios is reported. Pairing matters because 2-thread timings on a
     shared machine are bimodal: a ratio of medians mixes slow and fast rounds, a median of
