@@ -92,3 +92,12 @@ def test_dropout_adapter_is_opt_in_and_trains_with_dropout():
     assert adapter.model.training_steps == 4
     proba = adapter.predict(np.ones((5, 8), dtype=np.float32))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_small_gemm_benchmark_runs(capsys):
+    """The measurement behind SMALL_GEMM_MACS runs and prints its table (timings themselves
+    are not checked here)."""
+    from fastbp.benchmarks import small_gemm
+
+    small_gemm.main(["--dtype", "float64"])
+    assert "| 32x64x32 |" in capsys.readouterr().out
