@@ -60,6 +60,7 @@ import argparse
 import gc
 import importlib.util
 import json
+import math
 import os
 import platform
 import statistics
@@ -797,14 +798,28 @@ def sort_key(record):
 
 
 def markdown_table(records):
-    """config | threads | implementation | median ms | ratio to the suite's baseline."""
+    """One row per config and thread count, one column per implementation (the baseline
+    first): median ms, and for the others the median paired ratio to the baseline."""
     baseline = records[0]["baseline"]
-    lines = [f"| config | threads | implementation | median ms | ratio to {baseline} |",
-             "|---|---|---|---|---|"]
+    names = sorted({r["implementation"] for r in records},
+                   key=lambda name: (name != baseline, IMPLEMENTATION_ORDER.index(name)))
+    cells = {}
     for r in sorted(records, key=sort_key):
-        lines.append(f"| {r['config']} | {r['threads']} | {r['implementation']} | "
-                     f"{r['median_s'] * 1e3:.2f} | {r['median_ratio']:.2f} |")
+        cell = format_ms(r["median_s"] * 1e3)
+        if r["implementation"] != baseline:
+            cell += f" ({r['median_ratio']:.2f}×)"
+        cells.setdefault((r["config"], r["threads"]), {})[r["implementation"]] = cell
+    lines = ["| config | threads | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for (config, threads), row in cells.items():
+        lines.append(f"| {config} | {threads} | "
+                     + " | ".join(row.get(name, "–") for name in names) + " |")
     return "\n".join(lines)
+
+
+def format_ms(ms):
+    """Milliseconds to three significant figures, without exponents."""
+    return f"{ms:.{max(0, 2 - math.floor(math.log10(ms)))}f}" if ms >= 1 else f"{ms:.3f}"
 
 
 def busy_note(records):
@@ -828,8 +843,8 @@ def markdown_report(report):
              + f"; fastbp core build: {machine['fastbp_core']}",
              "",
              f"Median of {settings['repeats']} repeats after one warm-up, implementations "
-             "interleaved round-robin; ratio = median over repeats of (time / baseline's time "
-             "in the same repeat). Configs: "
+             "interleaved round-robin; cells are median ms, and in brackets the median over "
+             "repeats of (time / the baseline's time in the same repeat). Configs: "
              + "; ".join(f"{c} {CONFIGS[c].describe()}" for c in settings["configs"]) + "."]
     for run in report["runs"]:
         lines += ["", f"## OpenBLAS kernels: {run['kernels']['label']}"]

@@ -13,7 +13,7 @@ test rows) -- never ``get_dataset``, which downloads a pickle. Install the packa
 Training: relu hidden layers, softmax cross-entropy, Adam at 0.01 with an L2 weight decay of
 1e-3 and a cosine decay of the rate to zero over the run, batches of 100, 100 epochs. Those
 settings were chosen on a validation split of the training rows (the last 800 held out),
-not on the test rows. With them, the test accuracy was 68.4-70.7% over initialisation seeds
+not on the test rows. With them, the test accuracy was 66.5-70.2% over initialisation seeds
 0-7 (fastbp's target: the ~65% a careful NumPy or PyTorch MLP of this size reaches).
 """
 import argparse
@@ -66,8 +66,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0, help="initial weights and shuffling")
     parser.add_argument("--threads", type=threads_arg, default="auto",
-                        help="fit's threads: 'auto' (the default) or a BLAS thread count; "
-                             "1 is much faster while other jobs keep the cores busy")
+                        help="fit's threads: 'auto' (the default: fit times one thread "
+                             "against the BLAS setting and keeps the faster) or a count")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()

@@ -13,7 +13,7 @@ from .layers import BoundDense, Dense, Dropout
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
 from .plan import Plan
-from .threads import blas_threads, check_threads, resolve
+from .threads import blas_threads, check_threads, for_fit, resolve
 from .callbacks import check_callbacks
 from .training import Trainer, raise_for_status, reported_figures
 from .validation import split_validation
@@ -100,9 +100,12 @@ class Sequential:
         dropout).
     threads : "auto", int or None, default "auto"
         BLAS threads for ``fit``, ``predict`` and ``evaluate`` (each can override it):
-        "auto" uses one thread when the network's GEMMs are too small to gain from more and
-        otherwise leaves the BLAS setting as it is; an int sets that many; None never touches
-        it. The caller's BLAS setting is restored after every call.
+        "auto" uses one thread when the network's GEMMs are too small to gain from more;
+        otherwise ``fit`` times one thread against the caller's BLAS setting as it trains
+        and keeps the faster (a second thread waiting for a busy core can be many times
+        slower), while the other calls keep the caller's setting. An int sets that many
+        (and makes training bitwise repeatable); None never touches it. The caller's BLAS
+        setting is restored after every call.
 
     Attributes
     ----------
@@ -425,7 +428,9 @@ class Sequential:
             0 is silent; 1 shows a progress bar per epoch (tqdm, if installed and writing
             to a terminal) or prints one line per epoch.
         threads : "auto", int or None
-            BLAS threads for this call; None uses the model's ``threads`` setting.
+            BLAS threads for this call; None uses the model's ``threads`` setting. With
+            "auto" and large enough GEMMs, fit picks between one thread and the caller's
+            count by timing them as it trains (see :class:`Sequential`).
         validation_data : (X_val, y_val), optional
             Evaluated after every epoch (``val_loss``, and ``val_accuracy`` for
             classification losses).
@@ -483,9 +488,11 @@ class Sequential:
         optimizer = self._use_optimizer(optimizer)
         batch_size = min(batch_size, X.shape[0])
         self._plan.ensure_capacity(batch_size)
+        threads = check_threads(self.threads if threads is None else threads)
+        context, tuner = for_fit(threads, self._plan.largest_gemm_flops(batch_size))
         trainer = Trainer(self, X, Y, labels, weights, batch_size, optimizer, bool(shuffle),
-                          verbose, validation, callbacks, max_time)
-        with self._blas_threads(threads, batch_size):
+                          verbose, validation, callbacks, max_time, tuner)
+        with context:
             return trainer.run(epochs)
 
     def _sample_weights(self, n_samples, labels, sample_weight, class_weight):

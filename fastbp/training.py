@@ -173,12 +173,13 @@ class Trainer:
     """One ``fit`` call: the data, the settings and the loop over epochs and chunks."""
 
     def __init__(self, model, X, Y, labels, weights, batch_size, optimizer, shuffle, verbose,
-                 validation, callbacks, max_time):
+                 validation, callbacks, max_time, tuner=None):
         self.model, self.plan = model, model._plan
         self.X, self.Y, self.labels, self.weights = X, Y, labels, weights
         self.batch_size, self.optimizer, self.shuffle = batch_size, optimizer, shuffle
         self.validation, self.callbacks, self.max_time = validation, callbacks, max_time
         self.progress = Progress(verbose)
+        self.tuner = tuner  # picks BLAS threads per chunk (threads="auto"), or None
         # Batches per compiled call: learnt as training goes and kept on the plan, so the
         # next fit call at this batch size starts at the right size.
         self.chunk_batches = self.plan.chunk_batches.get(batch_size, 1)
@@ -241,7 +242,9 @@ class Trainer:
             if self._stop_requested():
                 self.progress.close()
                 return None
-            end = min(n, done + self.chunk_batches * self.batch_size)
+            threads, batches = (self.tuner.next_chunk(self.chunk_batches) if self.tuner
+                                else (None, self.chunk_batches))
+            end = min(n, done + batches * self.batch_size)
             chunk_started = time.perf_counter()
             status, chunk_loss, chunk_done, chunk_hits = _core.train_epoch(
                 plan, self.X, self.Y, self.labels, order, self.batch_size, optimizer,
@@ -250,7 +253,9 @@ class Trainer:
             plan.steps += chunk_done
             plan.training_steps += chunk_done
             raise_for_status(status, batch + chunk_done, f"epoch {epoch + 1}")
-            self._adapt_chunk(time.perf_counter() - chunk_started, n_batches)
+            seconds = time.perf_counter() - chunk_started
+            if not (self.tuner and self.tuner.record(threads, seconds, chunk_done)):
+                self._adapt_chunk(seconds, n_batches)
             batch += chunk_done
             loss_sum += chunk_loss
             hits += chunk_hits

@@ -2,6 +2,7 @@
 reports. No timing assertions: speed is measured by the runner, never asserted in tests."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -24,7 +25,23 @@ def test_writes_json_and_markdown(smoke_report):
     out, report = smoke_report
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(report))
     markdown = (out / "results.md").read_text()
-    assert "| config | threads | implementation | median ms | ratio to roofline |" in markdown
+    assert "| config | threads | roofline | fastbp | numpy |" in markdown
+    assert re.search(r"\| tiny \| 1 \| [\d.]+ \| [\d.]+ \([\d.]+×\) \| [\d.]+ \([\d.]+×\) \|",
+                     markdown)
+
+
+def test_markdown_cells_are_ms_to_three_figures_with_the_paired_ratio():
+    records = [dict(config=config, threads=threads, implementation=name, median_s=ms / 1e3,
+                    median_ratio=ratio, baseline="roofline")
+               for config, threads, name, ms, ratio in [
+                   ("small", 2, "fastbp", 3312.4, 1.034), ("tiny", 1, "numpy", 12.44, 6.8),
+                   ("tiny", 1, "fastbp", 2.544, 1.41), ("tiny", 1, "roofline", 0.7734, 1.0),
+                   ("small", 2, "roofline", 3201.0, 1.0)]]
+    assert run.markdown_table(records).splitlines() == [
+        "| config | threads | roofline | fastbp | numpy |",
+        "|---|---|---|---|---|",
+        "| tiny | 1 | 0.773 | 2.54 (1.41×) | 12.4 (6.80×) |",
+        "| small | 2 | 3201 | 3312 (1.03×) | – |"]
 
 
 def test_training_records_have_positive_finite_times(smoke_report):
