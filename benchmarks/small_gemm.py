@@ -5,7 +5,8 @@
 For each (m, k, n) and each form (nn: A·B, nt: A·Bᵀ, tn: Aᵀ·B) it prints the best of 5
 timings of many back-to-back calls made from C, through the wrappers training uses
 (``mm_*``: the C loops up to ``SMALL_GEMM_MACS`` multiply-adds, BLAS above) and through
-BLAS alone (``blas_*``), at one BLAS thread. The first shapes are the products of the
+BLAS alone (``blas_*``), at one BLAS thread, with the loops on whatever training does here
+(fastbp._native.small_products_pay_off decides that from OpenBLAS's kernel family). The first shapes are the products of the
 64-32-10 benchmark network at batch 32; the size where the two meet sets SMALL_GEMM_MACS.
 """
 import argparse
@@ -33,9 +34,11 @@ def main(argv=None):
     core = _native.core
     rng = np.random.default_rng(0)
     print("\n".join(blas_info()))
-    print(f"C loops up to {core.SMALL_GEMM_MACS} multiply-adds; microseconds per call, "
-          "C loops / BLAS")
+    in_use = core.small_products()
+    print(f"C loops up to {core.SMALL_GEMM_MACS} multiply-adds (training uses them with these "
+          f"BLAS kernels: {'yes' if in_use else 'no'}); microseconds per call, C loops / BLAS")
     print("| m x k x n | nn | nt | tn |\n|---|---|---|---|")
+    core.small_products(True)  # time the loops even where training leaves them off
     with blas_threads(1):
         for m, k, n in SHAPES:
             cells = []
@@ -46,6 +49,7 @@ def main(argv=None):
                 blas = min(core._bench_mm("blas_" + kind, A, B, C, repeats) for _ in range(5))
                 cells.append(f"{1e6 * ours:.2f} / {1e6 * blas:.2f}")
             print(f"| {m}x{k}x{n} | " + " | ".join(cells) + " |")
+    core.small_products(in_use)
 
 
 if __name__ == "__main__":

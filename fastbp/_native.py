@@ -4,12 +4,21 @@
 (built on x86-64 only). It is used when the CPU has both, as NumPy's CPU-feature table
 reports; otherwise the portable baseline build is. Set ``FASTBP_CORE=baseline`` (or ``avx2``)
 before importing fastbp to force one.
+
+The loaded core runs small products in its own C loops only where that was measured to
+win (:func:`small_products_pay_off`).
 """
 import importlib
 import os
 
 _MODULES = {"avx2": "fastbp._core_avx2", "baseline": "fastbp._core"}
 _NEEDS = {"avx2": ("AVX2", "FMA3"), "baseline": ()}
+
+#: OpenBLAS kernel families whose small products the AVX2 build's C loops beat: 1.5-2x on
+#: the 64-32-10 network's products with Haswell kernels, while OpenBLAS's own small-matrix
+#: paths of its SkylakeX (AVX-512) kernels ran them about 2x faster than the loops
+#: (python -m fastbp.benchmarks.small_gemm, with and without OPENBLAS_CORETYPE=Haswell).
+SMALL_PRODUCTS_BEAT = ("Haswell", "Zen")
 
 
 def _cpu_features():
@@ -48,5 +57,20 @@ def _default():
     return names[0]
 
 
+def small_products_pay_off(variant):
+    """Whether core ``variant``'s C loops beat SciPy's BLAS on small products: only the AVX2
+    build against OpenBLAS kernels of the families in SMALL_PRODUCTS_BEAT (unmeasured
+    pairings keep BLAS)."""
+    if variant != "avx2":
+        return False
+    try:
+        from .threads import _scipy_blas
+        families = {getattr(lib, "architecture", None) for lib in _scipy_blas()}
+    except ImportError:  # no threadpoolctl: the kernels cannot be told
+        return False
+    return bool(families) and families <= set(SMALL_PRODUCTS_BEAT)
+
+
 VARIANT = os.environ.get("FASTBP_CORE") or _default()
 core = load(VARIANT)
+core.small_products(small_products_pay_off(VARIANT))

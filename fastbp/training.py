@@ -248,7 +248,8 @@ class Trainer:
             chunk_started = time.perf_counter()
             status, chunk_loss, chunk_done, chunk_hits = _core.train_epoch(
                 plan, self.X, self.Y, self.labels, order, self.batch_size, optimizer,
-                rates[batch:], plan.steps, row0=done, row1=end, telemetry=telemetry,
+                rates[batch:], plan.steps, row0=done, row1=end,
+                telemetry=telemetry if end == n else None,  # the epoch's last batch only
                 sample_weight=self.weights, training_step=plan.training_steps)
             plan.steps += chunk_done
             plan.training_steps += chunk_done

@@ -7,14 +7,16 @@
 # C. Why fused wrappers: one kernel source serves float32 (sgemm) and float64 (dgemm); the
 #    branch on `floating` is resolved at compile time. All are noexcept nogil.
 from cython cimport floating
-# D. Small products (at most SMALL_GEMM_MACS multiply-adds, beta 0) skip BLAS: the mm_*
-#    wrappers hand them to the register-blocked C loops of _smallgemm.h, which beat
-#    OpenBLAS's call, dispatch and packing there (measured: benchmarks/small_gemm.py).
+# D. Small products (at most SMALL_GEMM_MACS multiply-adds, beta 0) skip BLAS when
+#    fastbp_small_gemm_on: the mm_* wrappers hand them to the register-blocked C loops of
+#    _smallgemm.h, which beat OpenBLAS's AVX2 kernels' call, dispatch and packing there
+#    (measured: benchmarks/small_gemm.py); see _smallgemm.h E for when it is off.
 #    blas_* always call BLAS (the GEMM-only roofline times those).
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "_smallgemm.h":
     int FASTBP_SMALL_GEMM
+    int fastbp_small_gemm_on
     void fastbp_small_sgemm(int m, int n, int k, const float *A, Py_ssize_t ars,
                             Py_ssize_t aks, const float *B, float *C) noexcept nogil
     void fastbp_small_dgemm(int m, int n, int k, const double *A, Py_ssize_t ars,
@@ -77,7 +79,7 @@ cdef inline void _small(int m, int n, int k, const floating *A, Py_ssize_t ars,
 
 
 cdef inline bint _use_small(int m, int k, int n, floating beta) noexcept nogil:
-    return (FASTBP_SMALL_GEMM and beta == 0 and m > 0 and n > 0 and k > 0
+    return (FASTBP_SMALL_GEMM and fastbp_small_gemm_on and beta == 0 and m > 0 and n > 0 and k > 0
             and <long long> m * n * k <= SMALL_GEMM_MACS)
 
 

@@ -25,7 +25,8 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from _blas cimport (mm_nn, mm_nt, mm_tn, mm_tn_rows, blas_nn, blas_nt, blas_tn,
-                   SMALL_GEMM_MACS as _SMALL_GEMM_MACS)
+                   SMALL_GEMM_MACS as _SMALL_GEMM_MACS, FASTBP_SMALL_GEMM,
+                   fastbp_small_gemm_on)
 from _activations cimport (bias_act, act_backward, act_needs_z, LEAKY_SLOPE,
                            ELU_ALPHA as _ELU_ALPHA, ACT_IDENTITY, ACT_SIGMOID, ACT_TANH,
                            ACT_RELU, ACT_LEAKY_RELU, ACT_GELU, ACT_SOFTPLUS, ACT_ELU, ACT_SWISH)
@@ -800,6 +801,16 @@ def all_finite(const float_bits[::1] bits):
 # ---------------------------------------------------------------- test twins of the kernels
 
 SMALL_GEMM_MACS = _SMALL_GEMM_MACS
+
+
+def small_products(on=None):
+    """Whether products of at most SMALL_GEMM_MACS multiply-adds run in fastbp's C loops
+    instead of BLAS; ``on`` (a bool) sets it first. Returns False, and ignores ``on``, in a
+    build without the loops. fastbp._native sets it at import from BLAS's kernel family."""
+    global fastbp_small_gemm_on
+    if on is not None:
+        fastbp_small_gemm_on = bool(on)
+    return bool(FASTBP_SMALL_GEMM and fastbp_small_gemm_on)
 
 
 def _twin_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,

@@ -15,10 +15,15 @@
  *    step's five products took about 2x as long through OpenBLAS as here; for products
  *    above a few hundred thousand multiply-adds OpenBLAS's blocking wins.
  * D. Compilers without GCC vector extensions (MSVC) get FASTBP_SMALL_GEMM 0 and BLAS only.
+ * E. fastbp_small_gemm_on is set at import (fastbp._native): OpenBLAS's AVX-512 kernels
+ *    have small-matrix paths of their own that run these products about 2x faster than the
+ *    AVX2 loops here, so the loops are used only when OpenBLAS runs AVX2 kernels.
  */
 #ifndef FASTBP_SMALLGEMM_H
 #define FASTBP_SMALLGEMM_H
 #include <stddef.h>
+
+static int fastbp_small_gemm_on = 0;
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FASTBP_SMALL_GEMM 1

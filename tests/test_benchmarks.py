@@ -118,3 +118,20 @@ def test_small_gemm_benchmark_runs(capsys):
 
     small_gemm.main(["--dtype", "float64"])
     assert "| 32x64x32 |" in capsys.readouterr().out
+
+
+def test_sklearn_digits_benchmark_prints_each_estimator_and_the_gemm_limit(monkeypatch,
+                                                                           capsys):
+    """One small config of the digits benchmark runs end to end (timings not checked)."""
+    pytest.importorskip("sklearn")
+    from fastbp.benchmarks import sklearn_digits
+
+    monkeypatch.setattr(sklearn_digits, "CONFIGS", [
+        ("adam, hidden (8,), 5 epochs", dict(solver="adam", hidden_layer_sizes=(8,),
+                                              max_iter=5))])
+    sklearn_digits.main(["--repeats", "1"])
+    out = capsys.readouterr().out
+    for name in ("scikit-learn", "fastbp float32", "fastbp float64"):
+        assert re.search(rf"{name} +fit +[\d.]+ s .* n_iter_ +5 ", out)
+    assert re.search(r"GEMMs only +fit +[\d.]+ s +\( *[\d.]+x\) +float32, scikit-learn's 5 "
+                     r"epochs", out)

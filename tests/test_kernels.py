@@ -142,10 +142,21 @@ SMALL_MM_SHAPES = [(1, 1, 1), (3, 5, 7), (4, 8, 16), (5, 9, 17), (9, 3, 10), (32
 @dtypes
 @pytest.mark.parametrize("shape", SMALL_MM_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("kind", ["nn", "nt", "tn", "blas_nn", "blas_nt", "blas_tn"])
-def test_mm_small_products_and_blas(core, kind, shape, dtype):
-    """The wrappers training uses (small products in C loops, others BLAS) and the BLAS-only
-    ones the roofline uses agree with NumPy on shapes that leave every kind of edge block;
-    beta 0 never reads C (it starts as NaN)."""
+@pytest.mark.parametrize("loops", [True, False], ids=["loops-on", "loops-off"])
+def test_mm_small_products_and_blas(core, kind, shape, dtype, loops):
+    """The wrappers training uses (small products in C loops when on, others BLAS) and the
+    BLAS-only ones the roofline uses agree with NumPy on shapes that leave every kind of
+    edge block; beta 0 never reads C (it starts as NaN)."""
+    m, k, n = shape
+    before = core.small_products()
+    core.small_products(loops)
+    try:
+        _check_small_product(core, kind, shape, dtype)
+    finally:
+        core.small_products(before)
+
+
+def _check_small_product(core, kind, shape, dtype):
     m, k, n = shape
     base = kind.replace("blas_", "")
     a_shape = (k, m) if base == "tn" else (m, k)
@@ -157,6 +168,33 @@ def test_mm_small_products_and_blas(core, kind, shape, dtype):
     a, b = f64(A), f64(B)
     expected = a @ b if base == "nn" else (a @ b.T if base == "nt" else a.T @ b)
     assert_close(C, expected, dtype)
+
+
+def test_small_products_switch(core):
+    before = core.small_products()
+    try:
+        assert core.small_products(True) is True  # both builds have the loops with GCC
+        assert core.small_products(False) is False
+        assert core.small_products() is False
+    finally:
+        core.small_products(before)
+
+
+@pytest.mark.parametrize("variant,families,expected", [
+    ("avx2", {"Haswell"}, True), ("avx2", {"Haswell", "Zen"}, True),
+    ("avx2", {"SkylakeX"}, False), ("avx2", {"Haswell", "SkylakeX"}, False),
+    ("avx2", {None}, False), ("avx2", set(), False), ("baseline", {"Haswell"}, False)])
+def test_small_products_only_where_measured_to_win(monkeypatch, variant, families, expected):
+    """The C loops are used with the AVX2 build and OpenBLAS's AVX2 kernel families only:
+    OpenBLAS's AVX-512 kernels run small products faster, other pairings are unmeasured."""
+    from fastbp import threads
+
+    class Library:
+        def __init__(self, architecture):
+            self.architecture = architecture
+
+    monkeypatch.setattr(threads, "_scipy_blas", lambda: [Library(f) for f in families])
+    assert _native.small_products_pay_off(variant) is expected
 
 
 def test_mm_rejects_unknown_kind(core):
