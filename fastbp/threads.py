@@ -117,8 +117,9 @@ class ThreadTuner:
     faster (probes are short and the machine noisy, so a switch is re-checked after
     ``RECHECK_S``). A losing count is probed again after ``PROBE_AFTER_S`` of training, the
     wait doubling each further time it loses (up to ``PROBE_MAX_S``), so probes cost a
-    small share even when they run many times slower. Thread counts give results that differ in the last bits, so the choice, and
-    hence the result, can vary from run to run: pass an int for bitwise repeatability.
+    small share even when they run many times slower. Thread counts give results that
+    differ in the last bits, so the choice, and hence the result, can vary from run to run:
+    pass an int for bitwise repeatability.
     """
 
     FIRST_PROBE_S = 0.02
