@@ -135,3 +135,12 @@ def test_sklearn_digits_benchmark_prints_each_estimator_and_the_gemm_limit(monke
         assert re.search(rf"{name} +fit +[\d.]+ s .* n_iter_ +5 ", out)
     assert re.search(r"GEMMs only +fit +[\d.]+ s +\( *[\d.]+x\) +float32, scikit-learn's 5 "
                      r"epochs", out)
+
+
+def test_step_costs_benchmark_prints_every_variant(capsys):
+    from fastbp.benchmarks import step_costs
+
+    step_costs.main(["--repeats", "1", "--rows", "256"])
+    out = capsys.readouterr().out
+    for name in ["roofline (GEMMs only)", *step_costs.VARIANTS]:
+        assert re.search(rf"\| {re.escape(name)} \| [\d.]+ \| [\d.]+ \| -?[\d.]+ \|", out)
