@@ -813,25 +813,46 @@ def small_products(on=None):
     return bool(FASTBP_SMALL_GEMM and fastbp_small_gemm_on)
 
 
+MM_KINDS = ("nn", "nt", "tn", "blas_nn", "blas_nt", "blas_tn")
+
+
+cdef inline void _mm_by_code(int code, const floating *A, const floating *B, floating *C,
+                             int m, int k, int n, floating beta) noexcept nogil:
+    """MM_KINDS[code]: the wrappers training uses (mm_*), then the BLAS-only ones (blas_*)."""
+    if code == 0:
+        mm_nn(A, B, C, m, k, n, beta)
+    elif code == 1:
+        mm_nt(A, B, C, m, k, n, beta)
+    elif code == 2:
+        mm_tn(A, B, C, m, k, n, beta)
+    elif code == 3:
+        blas_nn(A, B, C, m, k, n, beta)
+    elif code == 4:
+        blas_nt(A, B, C, m, k, n, beta)
+    else:
+        blas_tn(A, B, C, m, k, n, beta)
+
+
+cdef int _mm_args(str kind, tuple a_shape, tuple b_shape, int *m, int *k, int *n) except -1:
+    """MM_KINDS' code of ``kind`` (ValueError if unknown), and the product's m, k, n."""
+    cdef int code = MM_KINDS.index(kind)
+    m[0], k[0], n[0] = a_shape[0], a_shape[1], b_shape[1]
+    if code % 3 == 1:    # A·Bᵀ: B is n x k
+        n[0] = b_shape[0]
+    elif code % 3 == 2:  # Aᵀ·B: A is k x m
+        m[0], k[0] = a_shape[1], a_shape[0]
+    return code
+
+
 def _twin_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
              floating[:, ::1] C, floating beta):
     """C = A·B ("nn"), A·Bᵀ ("nt") or Aᵀ·B ("tn") plus beta·C, through the wrappers that
-    training uses (small products in C loops); "blas_nn", "blas_nt", "blas_tn": always
-    BLAS."""
-    if kind == "blas_nn":
-        blas_nn(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[1], beta)
-    elif kind == "blas_nt":
-        blas_nt(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[0], beta)
-    elif kind == "blas_tn":
-        blas_tn(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[1], A.shape[0], B.shape[1], beta)
-    elif kind == "nn":
-        mm_nn(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[1], beta)
-    elif kind == "nt":
-        mm_nt(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[0], A.shape[1], B.shape[0], beta)
-    elif kind == "tn":
-        mm_tn(&A[0, 0], &B[0, 0], &C[0, 0], A.shape[1], A.shape[0], B.shape[1], beta)
-    else:
-        raise ValueError(kind)
+    training uses (small products in C loops when on); "blas_nn", "blas_nt", "blas_tn":
+    always BLAS."""
+    cdef int m, k, n
+    cdef int code = _mm_args(kind, (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]),
+                             &m, &k, &n)
+    _mm_by_code(code, &A[0, 0], &B[0, 0], &C[0, 0], m, k, n, beta)
 
 
 cdef _check_kept(int act, Py_ssize_t kept_size, Py_ssize_t size):
@@ -926,26 +947,11 @@ def _bench_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
     (benchmarks/small_gemm.py)."""
     import time
     cdef Py_ssize_t r
-    cdef int code = ["nn", "nt", "tn", "blas_nn", "blas_nt", "blas_tn"].index(kind)
-    cdef int m = A.shape[0], k = A.shape[1], n = B.shape[1]
-    cdef floating zero = 0
-    if code % 3 == 1:
-        n = B.shape[0]
-    elif code % 3 == 2:
-        m, k = A.shape[1], A.shape[0]
+    cdef int m, k, n
+    cdef int code = _mm_args(kind, (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]),
+                             &m, &k, &n)
     started = time.perf_counter()
     with nogil:
         for r in range(repeats):
-            if code == 0:
-                mm_nn(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
-            elif code == 1:
-                mm_nt(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
-            elif code == 2:
-                mm_tn(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
-            elif code == 3:
-                blas_nn(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
-            elif code == 4:
-                blas_nt(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
-            else:
-                blas_tn(&A[0, 0], &B[0, 0], &C[0, 0], m, k, n, zero)
+            _mm_by_code(code, &A[0, 0], &B[0, 0], &C[0, 0], m, k, n, <floating> 0)
     return (time.perf_counter() - started) / repeats
