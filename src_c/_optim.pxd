@@ -12,6 +12,10 @@
 #    max|state slot| carried from step to step by the rule's own bound. Only if that bound
 #    comes near overflow (or g is not finite) does the exact pass run. Codes are mirrored by
 #    fastbp.optimizers.OptimizerCode.
+# D. rule_range runs the rule over any range of the flat buffers, so training can step each
+#    block of a layer's weights right after the GEMM that wrote its gradients, while they are
+#    in cache (_core's _gradients_and_step). No gradient exists yet when that step must be
+#    shown safe, so bounded() is given a bound on max|g| from the GEMM's inputs instead.
 from cython cimport floating
 from libc.float cimport FLT_MAX, DBL_MAX
 from libc.math cimport sqrt, sqrtf, isfinite, pow
@@ -223,19 +227,25 @@ cdef inline int _rule(const OptimizerStep *opt, floating *p, const floating *g, 
                       opt.nesterov, write, moved)
 
 
+cdef inline int rule_range(const OptimizerStep *opt, floating *params, const floating *grads,
+                           floating *state, Py_ssize_t n_params, Py_ssize_t start, Py_ssize_t n,
+                           bint weights, bint write, double *moved) noexcept nogil:
+    """_rule over params[start:start+n], their gradients and their entries of every state
+    slot (weights: decay applies)."""
+    cdef int slots = n_slots(opt)
+    return _rule(opt, params + start, grads + start,
+                 state + start if slots >= 1 else NULL,
+                 state + n_params + start if slots >= 2 else NULL, n, weights, write, moved)
+
+
 cdef inline int _rule_all(const OptimizerStep *opt, floating *params, const floating *grads,
                           floating *state, Py_ssize_t n_params, Py_ssize_t n_weights,
                           bint write) noexcept nogil:
     """The rule over weights (with decay) then biases (without)."""
-    cdef int slots = n_slots(opt)
-    cdef floating *s1 = state if slots >= 1 else NULL
-    cdef floating *s2 = state + n_params if slots >= 2 else NULL
-    cdef Py_ssize_t nb = n_params - n_weights
     cdef double moved
-    return (_rule(opt, params, grads, s1, s2, n_weights, True, write, &moved)
-            | _rule(opt, params + n_weights, grads + n_weights,
-                    s1 + n_weights if s1 != NULL else NULL,
-                    s2 + n_weights if s2 != NULL else NULL, nb, False, write, &moved))
+    return (rule_range(opt, params, grads, state, n_params, 0, n_weights, True, write, &moved)
+            | rule_range(opt, params, grads, state, n_params, n_weights, n_params - n_weights,
+                         False, write, &moved))
 
 
 cdef inline double update_norm(const OptimizerStep *opt, floating *params,
@@ -243,10 +253,8 @@ cdef inline double update_norm(const OptimizerStep *opt, floating *params,
                                Py_ssize_t w, Py_ssize_t n) noexcept nogil:
     """||ΔW|| the coming step would make to the weights params[w:w+n] (one layer), from a
     read-only pass of the rule (telemetry; runs once per chunk, not per step)."""
-    cdef int slots = n_slots(opt)
     cdef double moved = 0
-    _rule(opt, params + w, grads + w, state + w if slots >= 1 else NULL,
-          state + n_params + w if slots >= 2 else NULL, n, True, False, &moved)
+    rule_range(opt, params, grads, state, n_params, w, n, True, False, &moved)
     return sqrt(moved)
 
 
@@ -295,7 +303,7 @@ cdef inline int clip_and_l1(const OptimizerStep *opt, floating *grads, const flo
 
 # ---------------------------------------------------------------- the step
 
-cdef inline bint _bounded(const OptimizerStep *opt, double g_max, Bounds *bounds,
+cdef inline bint bounded(const OptimizerStep *opt, double g_max, Bounds *bounds,
                           Bounds *after) noexcept nogil:
     """Bound every intermediate of the rule from max|g| and the carried bounds; fill
     ``after`` and return True if all stay below half the dtype's range (the caller passes
@@ -347,7 +355,7 @@ cdef inline int apply_rule(const OptimizerStep *opt, floating *params, const flo
     and returns 0. ``bounds`` stays valid for the next step."""
     cdef Bounds after
     after.params = 0.5 * (FLT_MAX if floating is float else DBL_MAX)
-    if _bounded(opt, max_magnitude(grads, n_params), bounds, &after):
+    if bounded(opt, max_magnitude(grads, n_params), bounds, &after):
         _rule_all(opt, params, grads, state, n_params, n_weights, True)
         bounds[0] = after
         return 0

@@ -142,6 +142,61 @@ def test_step_near_overflow_that_stays_finite_is_applied(core, name):
     np.testing.assert_allclose(params, expected, rtol=1e-5)
 
 
+# ---------------------------------------------------------------- the step fused into backward
+# Training steps each layer right after its weight gradients (_core's _gradients_and_step)
+# unless clipping, L1 or telemetry needs the whole gradient first; a clip that clips
+# nothing therefore runs the same rule the separate way.
+
+FUSABLE = {
+    "momentum": dict(lr=0.05, momentum=0.9, weight_decay=0.05),
+    "adam": dict(lr=0.01, weight_decay=0.1),
+    "rmsprop-momentum": dict(lr=0.01, momentum=0.9, alpha=0.9),
+    "adagrad": dict(lr=0.1),
+}
+KINDS = {"momentum": fb.SGD, "adam": fb.Adam, "rmsprop-momentum": fb.RMSprop,
+         "adagrad": fb.Adagrad}
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["plain", "dropout"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(FUSABLE))
+def test_fused_step_equals_the_separate_step_bit_for_bit(name, dtype, dropout):
+    X, y = make_classification(203, 11, 4, seed=3)
+    fused, separate = (fb.mlp([11, 17, 9, 4], loss="cross_entropy", dtype=dtype, seed=5,
+                              dropout=dropout) for _ in range(2))
+    fused.fit(X, y, epochs=3, batch_size=16, optimizer=KINDS[name](**FUSABLE[name]),
+              threads=1)
+    separate.fit(X, y, epochs=3, batch_size=16, threads=1,
+                 optimizer=KINDS[name](**FUSABLE[name], clip_value=1e30))
+    np.testing.assert_array_equal(fused.parameters, separate.parameters)
+    np.testing.assert_array_equal(fused._plan.state, separate._plan.state)
+
+
+def one_weight_regression():
+    model = fb.Sequential([fb.Dense(1, 1)], loss="mse", dtype="float32", seed=0)
+    model.parameters[...] = 0
+    return model
+
+
+def test_fused_step_whose_gradient_bound_overflows_runs_the_exact_way():
+    """Rows ±2^66 with equal deltas 2^60 (powers of two, so every product is exact): the
+    bound 2·2^66·2^60 = 2^127 passes half the float32 range, but dW cancels to 0 and db is
+    2^61, so the step is finite and applied."""
+    model = one_weight_regression()
+    model.train_step(np.array([[2.0 ** 66], [-2.0 ** 66]]), np.array([[-2.0 ** 60]] * 2),
+                     optimizer=fb.SGD(lr=2.0 ** -70))
+    np.testing.assert_array_equal(model.parameters, [0.0, -2.0 ** -9])
+
+
+def test_fused_step_whose_gradient_overflows_is_refused_untouched():
+    model = one_weight_regression()  # dW = 2 · 2^66 · 2^62 = 2^129: past float32's range
+    with pytest.raises(fb.DivergenceError, match="was not applied"):
+        model.train_step(np.array([[2.0 ** 66]] * 2), np.array([[-2.0 ** 62]] * 2),
+                         optimizer=fb.SGD(lr=2.0 ** -70, momentum=0.9))
+    np.testing.assert_array_equal(model.parameters, 0)
+    np.testing.assert_array_equal(model._plan.state, 0)
+
+
 # ---------------------------------------------------------------- against torch.optim
 
 def torch_pair(optimizer, p):
