@@ -35,7 +35,8 @@ from _losses cimport (loss_backward, weighted_loss_backward, output_activation, 
                       LOSS_MAE)
 from _dropout cimport dropout_forward, dropout_backward, dropout_keys, draw as _draw
 from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_gradients,
-                     update_norm, l2_norm, measure_bounds, max_magnitude, n_slots, rule_range,
+                     update_norm, l2_norm, measure_bounds, max_magnitude, copy_max_magnitude,
+                     n_slots, rule_range,
                      bounded, OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD)
 from libc.float cimport FLT_MAX, DBL_MAX
 
@@ -263,22 +264,21 @@ cdef inline void _prefetch_rows(const floating *X__nf, const Py_ssize_t *idx, Py
             fastbp_prefetch(row + offset)
 
 
-cdef inline void _gather(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_t B,
-                         Py_ssize_t F, floating *Xb__bf) noexcept nogil:
-    """Copy rows idx[0:B] of X to Xb. Shuffled rows of a large X miss every cache, and the
-    hardware prefetcher only follows one row at a time: loading a few rows ahead keeps
-    several in flight. A plain loop, not memcpy: short rows are dominated by call overhead."""
-    cdef Py_ssize_t r, j
-    cdef const floating *src
-    cdef floating *dst
+cdef inline double _gather(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_t B,
+                           Py_ssize_t F, floating *Xb__bf) noexcept nogil:
+    """Copy rows idx[0:B] of X to Xb; returns their max|x| (for _gradient_bound). Shuffled
+    rows of a large X miss every cache, and the hardware prefetcher only follows one row at
+    a time: loading a few rows ahead keeps several in flight."""
+    cdef Py_ssize_t r
+    cdef double row_max, batch_max = 0
     _prefetch_rows(X__nf, idx, min(B, GATHER_AHEAD), F)
     for r in range(B):
         if r + GATHER_AHEAD < B:
             _prefetch_rows(X__nf, idx + r + GATHER_AHEAD, 1, F)
-        src = X__nf + idx[r] * F
-        dst = Xb__bf + r * F
-        for j in range(F):
-            dst[j] = src[j]
+        row_max = copy_max_magnitude(X__nf + idx[r] * F, Xb__bf + r * F, F)
+        if row_max > batch_max or row_max != row_max:  # NaN, once seen, stays
+            batch_max = row_max
+    return batch_max
 
 
 cdef inline void _colsum(const floating *D__bo, Py_ssize_t B, Py_ssize_t O,
@@ -367,18 +367,21 @@ cdef void _weight_gradients(Net *net, floating *G, floating *ws, const floating 
             _colsum(ws + L.d, B, L.n_out, G + L.b)
 
 
-cdef double _gradient_bound(Net *net, floating *ws, const floating *Xb,
-                            Py_ssize_t B) noexcept nogil:
+cdef double _gradient_bound(Net *net, floating *ws, const floating *Xb, Py_ssize_t B,
+                            double batch_max) noexcept nogil:
     """A bound on every |dW| and |db| of the batch before they are computed: each sums B
     products of an input (at most max|A_prev|) and a delta (at most max|δ|). inf if any
-    input or delta is not finite."""
+    input or delta is not finite. ``batch_max``: max|Xb| if the gather measured it, else -1."""
     cdef Py_ssize_t l
     cdef Layer *L
     cdef double bound = 0, deltas, inputs
     for l in range(net.n_layers):
         L = &net.layers[l]
         deltas = max_magnitude(ws + L.d, B * L.n_out)
-        inputs = max_magnitude(_input(net, l, ws, Xb), B * L.n_in)
+        if l == 0 and batch_max >= 0 and _input(net, 0, ws, Xb) == Xb:
+            inputs = batch_max
+        else:
+            inputs = max_magnitude(_input(net, l, ws, Xb), B * L.n_in)
         if not (isfinite(deltas) and isfinite(inputs)):
             return INFINITY
         bound = max(bound, B * deltas * max(inputs, 1.0))
@@ -387,7 +390,7 @@ cdef double _gradient_bound(Net *net, floating *ws, const floating *Xb,
 
 cdef int _gradients_and_step(Net *net, const OptimizerStep *opt, floating *P, floating *G,
                              floating *S, floating *ws, const floating *Xb, Py_ssize_t B,
-                             Bounds *bounds) noexcept nogil:
+                             double batch_max, Bounds *bounds) noexcept nogil:
     """_weight_gradients then apply_rule, fused (_optim.pxd D): each layer's weights and
     biases are stepped right after their gradients are computed, while those are in cache,
     and there is no pass over g for its bound. Returns 1, writing nothing, where apply_rule
@@ -397,7 +400,7 @@ cdef int _gradients_and_step(Net *net, const OptimizerStep *opt, floating *P, fl
     cdef double moved
     cdef Bounds after
     after.params = 0.5 * (FLT_MAX if floating is float else DBL_MAX)
-    if not bounded(opt, _gradient_bound(net, ws, Xb, B), bounds, &after):
+    if not bounded(opt, _gradient_bound(net, ws, Xb, B, batch_max), bounds, &after):
         _weight_gradients(net, G, ws, Xb, B, 0, 1)  # near overflow: the exact way
         return apply_rule(opt, P, G, S, net.n_params, net.n_weights, bounds)
     for l in range(net.n_layers):
@@ -569,7 +572,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef const Py_ssize_t *idx
     cdef const Py_ssize_t *order_p = _iptr(order)
     cdef const floating *Xb
-    cdef double loss, loss_sum = 0, hits = 0, batch_hits
+    cdef double loss, loss_sum = 0, hits = 0, batch_hits, batch_max = -1
     cdef int status = STATUS_OK, refused
     cdef bint fused_step
     cdef const floating *weights_p = NULL
@@ -626,9 +629,10 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                         &batch_hits)
                 else:
                     if idx != NULL:
-                        _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
+                        batch_max = _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
                         Xb = &ws[0]
                     else:
+                        batch_max = -1
                         Xb = &X[start, 0]
                     loss = _loss_and_backward(
                         &net, &P[0], &G[0], &ws[0], Xb, B,
@@ -655,7 +659,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 elif fused_step:
                     refused = _gradients_and_step(&net, &opt, &P[0], &G[0],
                                                   &S[0] if n_state > 0 else NULL, &ws[0], Xb,
-                                                  B, &bounds)
+                                                  B, batch_max, &bounds)
                 else:
                     refused = apply_update(&opt, &P[0], &G[0], &S[0] if n_state > 0 else NULL,
                                            P.shape[0], net.n_weights, &bounds)

@@ -67,16 +67,27 @@ cdef inline int n_slots(const OptimizerStep *opt) noexcept nogil:
 
 cdef inline double max_magnitude(const floating *x, Py_ssize_t n) noexcept nogil:
     """max|x| over n values (0 if n == 0); inf or NaN if any value is not finite."""
+    return copy_max_magnitude(x, NULL, n)
+
+
+cdef inline double copy_max_magnitude(const floating *x, floating *out,
+                                      Py_ssize_t n) noexcept nogil:
+    """max_magnitude, also copying x to ``out`` unless it is NULL (the row gather, whose
+    loads wait on memory, gets the max for free). GCC unswitches the loop on out."""
     cdef Py_ssize_t i
     cdef int32_t m32 = 0, b32
     cdef int64_t m64 = 0, b64
     if floating is float:
         for i in range(n):
+            if out != NULL:
+                out[i] = x[i]
             b32 = fastbp_magnitude_f32(x[i])
             m32 = b32 if b32 > m32 else m32
         return fastbp_from_magnitude_f32(m32)
     else:
         for i in range(n):
+            if out != NULL:
+                out[i] = x[i]
             b64 = fastbp_magnitude_f64(x[i])
             m64 = b64 if b64 > m64 else m64
         return fastbp_from_magnitude_f64(m64)

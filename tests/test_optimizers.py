@@ -188,11 +188,19 @@ def test_fused_step_whose_gradient_bound_overflows_runs_the_exact_way():
     np.testing.assert_array_equal(model.parameters, [0.0, -2.0 ** -9])
 
 
-def test_fused_step_whose_gradient_overflows_is_refused_untouched():
-    model = one_weight_regression()  # dW = 2 · 2^66 · 2^62 = 2^129: past float32's range
+@pytest.mark.parametrize("how", ["train_step", "fit"])
+def test_fused_step_whose_gradient_overflows_is_refused_untouched(how):
+    """dW = 2 · 2^66 · 2^62 = 2^129 is past float32's range. fit gathers shuffled rows, and
+    takes the bound on them from the gather; its first batch is not the epoch's last, whose
+    telemetry would need the separate step."""
+    model = one_weight_regression()
+    X, y, optimizer = np.full((4, 1), 2.0 ** 66), np.full((4, 1), -2.0 ** 62), fb.SGD(
+        lr=2.0 ** -70, momentum=0.9)
     with pytest.raises(fb.DivergenceError, match="was not applied"):
-        model.train_step(np.array([[2.0 ** 66]] * 2), np.array([[-2.0 ** 62]] * 2),
-                         optimizer=fb.SGD(lr=2.0 ** -70, momentum=0.9))
+        if how == "train_step":
+            model.train_step(X[:2], y[:2], optimizer=optimizer)
+        else:
+            model.fit(X, y, epochs=1, batch_size=2, optimizer=optimizer, threads=1)
     np.testing.assert_array_equal(model.parameters, 0)
     np.testing.assert_array_equal(model._plan.state, 0)
 
