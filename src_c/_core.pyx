@@ -251,7 +251,8 @@ cdef extern from "_vecmath.h":
 
 
 cdef enum:
-    GATHER_AHEAD = 4   # rows whose loads the gather starts before it copies the current one
+    GATHER_AHEAD = 4             # rows whose loads the gather starts before copying one
+    GATHER_MAX_ROW_LENGTH = 256  # rows at least this long take their max while copied
 
 
 cdef inline void _prefetch_rows(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_t B,
@@ -268,17 +269,28 @@ cdef inline double _gather(const floating *X__nf, const Py_ssize_t *idx, Py_ssiz
                            Py_ssize_t F, floating *Xb__bf) noexcept nogil:
     """Copy rows idx[0:B] of X to Xb; returns their max|x| (for _gradient_bound). Shuffled
     rows of a large X miss every cache, and the hardware prefetcher only follows one row at
-    a time: loading a few rows ahead keeps several in flight."""
-    cdef Py_ssize_t r
+    a time: loading a few rows ahead keeps several in flight. Long rows take their max while
+    they are copied (the loads wait on memory anyway); short ones in one pass afterwards,
+    as a per-row max costs more than the row (measured on 64 features: 3% of the step)."""
+    cdef Py_ssize_t r, j
+    cdef const floating *src
+    cdef floating *dst
     cdef double row_max, batch_max = 0
+    cdef bint max_while_copying = F >= GATHER_MAX_ROW_LENGTH
     _prefetch_rows(X__nf, idx, min(B, GATHER_AHEAD), F)
     for r in range(B):
         if r + GATHER_AHEAD < B:
             _prefetch_rows(X__nf, idx + r + GATHER_AHEAD, 1, F)
-        row_max = copy_max_magnitude(X__nf + idx[r] * F, Xb__bf + r * F, F)
-        if row_max > batch_max or row_max != row_max:  # NaN, once seen, stays
-            batch_max = row_max
-    return batch_max
+        src = X__nf + idx[r] * F
+        dst = Xb__bf + r * F
+        if max_while_copying:
+            row_max = copy_max_magnitude(src, dst, F)
+            if row_max > batch_max or row_max != row_max:  # NaN, once seen, stays
+                batch_max = row_max
+        else:
+            for j in range(F):  # a plain loop, not memcpy: short rows would pay its call
+                dst[j] = src[j]
+    return batch_max if max_while_copying else max_magnitude(Xb__bf, B * F)
 
 
 cdef inline void _colsum(const floating *D__bo, Py_ssize_t B, Py_ssize_t O,

@@ -172,8 +172,8 @@ def test_fused_step_equals_the_separate_step_bit_for_bit(name, dtype, dropout):
     np.testing.assert_array_equal(fused._plan.state, separate._plan.state)
 
 
-def one_weight_regression():
-    model = fb.Sequential([fb.Dense(1, 1)], loss="mse", dtype="float32", seed=0)
+def one_weight_regression(n_features=1):
+    model = fb.Sequential([fb.Dense(n_features, 1)], loss="mse", dtype="float32", seed=0)
     model.parameters[...] = 0
     return model
 
@@ -188,14 +188,17 @@ def test_fused_step_whose_gradient_bound_overflows_runs_the_exact_way():
     np.testing.assert_array_equal(model.parameters, [0.0, -2.0 ** -9])
 
 
-@pytest.mark.parametrize("how", ["train_step", "fit"])
+@pytest.mark.parametrize("how", ["train_step", "fit, short rows", "fit, long rows"])
 def test_fused_step_whose_gradient_overflows_is_refused_untouched(how):
-    """dW = 2 · 2^66 · 2^62 = 2^129 is past float32's range. fit gathers shuffled rows, and
-    takes the bound on them from the gather; its first batch is not the epoch's last, whose
-    telemetry would need the separate step."""
-    model = one_weight_regression()
-    X, y, optimizer = np.full((4, 1), 2.0 ** 66), np.full((4, 1), -2.0 ** 62), fb.SGD(
-        lr=2.0 ** -70, momentum=0.9)
+    """dW = 2 · 2^66 · 2^62 = 2^129 is past float32's range. fit gathers shuffled rows and
+    takes the bound on them from the gather (rows of 300 features while copying them, of 1
+    after); its first batch is not the epoch's last, whose telemetry needs the separate
+    step."""
+    n_features = 300 if how == "fit, long rows" else 1
+    model = one_weight_regression(n_features)
+    X = np.zeros((4, n_features))
+    X[:, 0] = 2.0 ** 66
+    y, optimizer = np.full((4, 1), -2.0 ** 62), fb.SGD(lr=2.0 ** -70, momentum=0.9)
     with pytest.raises(fb.DivergenceError, match="was not applied"):
         if how == "train_step":
             model.train_step(X[:2], y[:2], optimizer=optimizer)
