@@ -144,8 +144,9 @@ def test_step_near_overflow_that_stays_finite_is_applied(core, name):
 
 # ---------------------------------------------------------------- the step fused into backward
 # Training steps each layer right after its weight gradients (_core's _gradients_and_step)
-# unless clipping, L1 or telemetry needs the whole gradient first; a clip that clips
-# nothing therefore runs the same rule the separate way.
+# where its bound reads fewer values than g has, unless clipping, L1 or telemetry needs the
+# whole gradient first; a clip that clips nothing therefore runs the same rule the
+# separate way. The networks here are wide enough for the fused step.
 
 FUSABLE = {
     "momentum": dict(lr=0.05, momentum=0.9, weight_decay=0.05),
@@ -162,43 +163,48 @@ KINDS = {"momentum": fb.SGD, "adam": fb.Adam, "rmsprop-momentum": fb.RMSprop,
 @pytest.mark.parametrize("name", list(FUSABLE))
 def test_fused_step_equals_the_separate_step_bit_for_bit(name, dtype, dropout):
     X, y = make_classification(203, 11, 4, seed=3)
-    fused, separate = (fb.mlp([11, 17, 9, 4], loss="cross_entropy", dtype=dtype, seed=5,
+    fused, separate = (fb.mlp([11, 64, 48, 4], loss="cross_entropy", dtype=dtype, seed=5,
                               dropout=dropout) for _ in range(2))
-    fused.fit(X, y, epochs=3, batch_size=16, optimizer=KINDS[name](**FUSABLE[name]),
+    fused.fit(X, y, epochs=3, batch_size=8, optimizer=KINDS[name](**FUSABLE[name]),
               threads=1)
-    separate.fit(X, y, epochs=3, batch_size=16, threads=1,
+    separate.fit(X, y, epochs=3, batch_size=8, threads=1,
                  optimizer=KINDS[name](**FUSABLE[name], clip_value=1e30))
     np.testing.assert_array_equal(fused.parameters, separate.parameters)
     np.testing.assert_array_equal(fused._plan.state, separate._plan.state)
 
 
-def one_weight_regression(n_features=1):
-    model = fb.Sequential([fb.Dense(n_features, 1)], loss="mse", dtype="float32", seed=0)
+def zero_regression(n_features):
+    """A linear layer to 4 outputs, all parameters 0, so every output starts at 0."""
+    model = fb.Sequential([fb.Dense(n_features, 4)], loss="mse", dtype="float32", seed=0)
     model.parameters[...] = 0
     return model
 
 
 def test_fused_step_whose_gradient_bound_overflows_runs_the_exact_way():
-    """Rows ±2^66 with equal deltas 2^60 (powers of two, so every product is exact): the
-    bound 2·2^66·2^60 = 2^127 passes half the float32 range, but dW cancels to 0 and db is
-    2^61, so the step is finite and applied."""
-    model = one_weight_regression()
-    model.train_step(np.array([[2.0 ** 66], [-2.0 ** 66]]), np.array([[-2.0 ** 60]] * 2),
-                     optimizer=fb.SGD(lr=2.0 ** -70))
-    np.testing.assert_array_equal(model.parameters, [0.0, -2.0 ** -9])
+    """Rows ±2^66 (in the first feature) with equal deltas: the bound B·max|x|·max|δ| passes
+    half the float32 range, but dW cancels to exactly 0 (the products are powers of two),
+    so the step is finite, applied, and the same as the separate step's."""
+    X = np.zeros((2, 4))
+    X[:, 0] = [2.0 ** 66, -2.0 ** 66]
+    y = np.full((2, 4), -2.0 ** 62)
+    fused, separate = zero_regression(4), zero_regression(4)
+    fused.train_step(X, y, optimizer=fb.SGD(lr=2.0 ** -70))
+    separate.train_step(X, y, optimizer=fb.SGD(lr=2.0 ** -70, clip_value=1e30))
+    np.testing.assert_array_equal(fused.parameters, separate.parameters)
+    assert np.all(fused.parameters[:16] == 0) and np.all(fused.parameters[16:] < 0)
 
 
 @pytest.mark.parametrize("how", ["train_step", "fit, short rows", "fit, long rows"])
 def test_fused_step_whose_gradient_overflows_is_refused_untouched(how):
-    """dW = 2 · 2^66 · 2^62 = 2^129 is past float32's range. fit gathers shuffled rows and
-    takes the bound on them from the gather (rows of 300 features while copying them, of 1
-    after); its first batch is not the epoch's last, whose telemetry needs the separate
-    step."""
-    n_features = 300 if how == "fit, long rows" else 1
-    model = one_weight_regression(n_features)
+    """dW = B·2^68·δ is past float32's range (the loss, about 2^124, is not). fit gathers
+    shuffled rows and takes the bound on long rows (300 features) from the gather, on short
+    ones (4) after it; its first batch is not the epoch's last, whose telemetry needs the
+    separate step."""
+    n_features = 300 if how == "fit, long rows" else 4
+    model = zero_regression(n_features)
     X = np.zeros((4, n_features))
-    X[:, 0] = 2.0 ** 66
-    y, optimizer = np.full((4, 1), -2.0 ** 62), fb.SGD(lr=2.0 ** -70, momentum=0.9)
+    X[:, 0] = 2.0 ** 68
+    y, optimizer = np.full((4, 4), -2.0 ** 62), fb.SGD(lr=2.0 ** -70, momentum=0.9)
     with pytest.raises(fb.DivergenceError, match="was not applied"):
         if how == "train_step":
             model.train_step(X[:2], y[:2], optimizer=optimizer)
