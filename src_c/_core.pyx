@@ -36,8 +36,8 @@ from _losses cimport (loss_backward, weighted_loss_backward, output_activation, 
 from _dropout cimport dropout_forward, dropout_backward, dropout_keys, draw as _draw
 from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_gradients,
                      update_norm, l2_norm, measure_bounds, max_magnitude, copy_max_magnitude,
-                     n_slots, rule_range,
-                     bounded, OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD)
+                     n_slots, rule_range, bounded, OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP,
+                     OPT_ADAGRAD)
 from libc.float cimport FLT_MAX, DBL_MAX
 
 import numpy as np
@@ -659,7 +659,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                         batch_max = -1
                         Xb = &X[start, 0]
                     # Telemetry wants g whole before the step, clipping and L1 too.
-                    fused_step = (not transforms and not (telemetry is not None and start + B >= end)
+                    fused_step = (not transforms
+                                  and not (telemetry is not None and start + B >= end)
                                   and _fusing_pays(&net, B, batch_max >= 0
                                                    and _input(&net, 0, &ws[0], Xb) == Xb))
                     loss = _loss_and_backward(
