@@ -128,11 +128,11 @@ def layer_figures(telemetry, activations):
     figures = {}  # on Python floats: NumPy scalars made this 4x slower, per epoch
     for layer, ((grad, weight, update, units), act) in enumerate(
             zip(telemetry.tolist(), activations.tolist())):
-        figures[f"grad_norm_{layer}"] = float(grad)
-        figures[f"update_ratio_{layer}"] = float(update / weight) if weight > 0 else math.nan
+        figures[f"grad_norm_{layer}"] = grad
+        figures[f"update_ratio_{layer}"] = update / weight if weight > 0 else math.nan
         if not math.isnan(units):
             kind = "dead" if act in RELU_FAMILY else "saturated"
-            figures[f"{kind}_fraction_{layer}"] = float(units)
+            figures[f"{kind}_fraction_{layer}"] = units
     return figures
 
 

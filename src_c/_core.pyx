@@ -35,9 +35,9 @@ from _losses cimport (loss_backward, weighted_loss_backward, output_activation, 
                       LOSS_MAE)
 from _dropout cimport dropout_forward, dropout_backward, dropout_keys, draw as _draw
 from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_gradients,
-                     update_norm, l2_norm, measure_bounds, max_magnitude, copy_max_magnitude,
-                     n_slots, rule_range, bounded, OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP,
-                     OPT_ADAGRAD)
+                     transforms_gradients, update_norm, l2_norm, measure_bounds,
+                     max_magnitude, copy_max_magnitude, n_slots, rule_range, bounded,
+                     OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD)
 from libc.float cimport FLT_MAX, DBL_MAX
 
 import numpy as np
@@ -603,7 +603,6 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef bint fused_step
     cdef const floating *weights_p = NULL
     cdef OptimizerStep opt = _read_optimizer(optimizer, P.shape[0], n_state)
-    cdef bint transforms = opt.clip_norm > 0 or opt.clip_value > 0 or opt.l1 > 0
     cdef Bounds bounds
     cdef Net net = _unpack(plan, P.shape[0], ws.shape[0])
     try:
@@ -659,7 +658,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                         batch_max = -1
                         Xb = &X[start, 0]
                     # Telemetry wants g whole before the step, clipping and L1 too.
-                    fused_step = (not transforms
+                    fused_step = (not transforms_gradients(&opt)
                                   and not (telemetry is not None and start + B >= end)
                                   and _fusing_pays(&net, B, batch_max >= 0
                                                    and _input(&net, 0, &ws[0], Xb) == Xb))

@@ -351,11 +351,16 @@ cdef inline bint bounded(const OptimizerStep *opt, double g_max, Bounds *bounds,
     return d < limit and v < limit and step < limit and after.params < limit
 
 
+cdef inline bint transforms_gradients(const OptimizerStep *opt) noexcept nogil:
+    """Whether the step clips or adds L1 first, and so needs the whole gradient."""
+    return opt.clip_norm > 0 or opt.clip_value > 0 or opt.l1 > 0
+
+
 cdef inline int transform_gradients(const OptimizerStep *opt, floating *grads,
                                     const floating *params, Py_ssize_t n_params,
                                     Py_ssize_t n_weights) noexcept nogil:
     """Clipping and L1 (if any) in place; 1 if the gradient is not finite."""
-    if opt.clip_norm > 0 or opt.clip_value > 0 or opt.l1 > 0:
+    if transforms_gradients(opt):
         return clip_and_l1(opt, grads, params, n_params, n_weights)
     return 0
 
