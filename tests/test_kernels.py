@@ -340,6 +340,30 @@ def test_colsum(core, shape, dtype):
     np.testing.assert_array_equal(out, expected)
 
 
+BITS = {np.float32: np.uint32, np.float64: np.uint64}
+
+
+@dtypes
+def test_all_finite_finds_one_bad_value_anywhere(core, dtype):
+    """One NaN or infinity among 9013 values is found wherever it sits: the first entry,
+    inside and at the ends of the first and last whole blocks, past the 16 KB prefetch
+    distance, in the tail after the last block; and the extremes of the finite range
+    (largest, smallest subnormal, -0) pass."""
+    n = 9013
+    info = np.finfo(dtype)
+    values = np.linspace(-1, 1, n).astype(dtype)
+    values[[1, 2, 3, 4]] = [info.max, -info.max, info.smallest_subnormal, -0.0]
+    assert core.all_finite(values.view(BITS[dtype]))
+    per_block = 256 // values.itemsize
+    last_block = (n // per_block) * per_block
+    for position in sorted({0, 5, per_block - 1, per_block, 16384 // values.itemsize + 7,
+                            last_block - 1, last_block, n - 1}):
+        for bad in (np.nan, np.inf, -np.inf):
+            broken = values.copy()
+            broken[position] = bad
+            assert not core.all_finite(broken.view(BITS[dtype])), (position, bad)
+
+
 # ---------------------------------------------------------------- losses
 
 def reference_loss(loss, act, Z, K, Y, labels):
