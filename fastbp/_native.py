@@ -1,9 +1,10 @@
 """The compiled core for this CPU.
 
-``fastbp._core_avx2`` is the same Cython source as ``fastbp._core`` compiled with AVX2 + FMA
-(built on x86-64 only). It is used when the CPU has both, as NumPy's CPU-feature table
-reports; otherwise the portable baseline build is. Set ``FASTBP_CORE=baseline`` (or ``avx2``)
-before importing fastbp to force one.
+``fastbp._core_avx512`` and ``fastbp._core_avx2`` are the same Cython source as
+``fastbp._core`` compiled with AVX-512 and with AVX2 + FMA (built on x86-64 only). The
+widest one the CPU runs, as NumPy's CPU-feature table reports (it includes the operating
+system's support), is used; otherwise the portable baseline build is. Set
+``FASTBP_CORE=baseline`` (or ``avx2``, ``avx512``) before importing fastbp to force one.
 
 The loaded core runs small products in its own C loops only where that was measured to
 win (:func:`small_products_pay_off`).
@@ -11,13 +12,18 @@ win (:func:`small_products_pay_off`).
 import importlib
 import os
 
-_MODULES = {"avx2": "fastbp._core_avx2", "baseline": "fastbp._core"}
-_NEEDS = {"avx2": ("AVX2", "FMA3"), "baseline": ()}
+_MODULES = {"avx512": "fastbp._core_avx512", "avx2": "fastbp._core_avx2",
+            "baseline": "fastbp._core"}
+_NEEDS = {"avx512": ("AVX512F", "AVX512CD", "AVX512VL", "AVX512BW", "AVX512DQ", "AVX2", "FMA3"),
+          "avx2": ("AVX2", "FMA3"), "baseline": ()}
 
-#: OpenBLAS kernel families whose small products the AVX2 build's C loops beat: 1.5-2x on
-#: the 64-32-10 network's products with Haswell kernels, while OpenBLAS's own small-matrix
-#: paths of its SkylakeX (AVX-512) kernels ran them about 2x faster than the loops
-#: (python -m fastbp.benchmarks.small_gemm, with and without OPENBLAS_CORETYPE=Haswell).
+#: Builds with C loops for small products (_smallgemm.h) worth using.
+SMALL_PRODUCT_BUILDS = ("avx2", "avx512")
+#: OpenBLAS kernel families whose small products those loops beat: 1.5-2x on the 64-32-10
+#: network's products with Haswell kernels, while OpenBLAS's own small-matrix paths of its
+#: SkylakeX (AVX-512) kernels ran them about 2x faster than the AVX2 loops, and a training
+#: epoch 1.4x slower with the AVX-512 loops than without them (python -m
+#: fastbp.benchmarks.small_gemm, with and without OPENBLAS_CORETYPE=Haswell).
 SMALL_PRODUCTS_BEAT = ("Haswell", "Zen")
 
 
@@ -58,10 +64,10 @@ def _default():
 
 
 def small_products_pay_off(variant):
-    """Whether core ``variant``'s C loops beat SciPy's BLAS on small products: only the AVX2
-    build against OpenBLAS kernels of the families in SMALL_PRODUCTS_BEAT (unmeasured
-    pairings keep BLAS)."""
-    if variant != "avx2":
+    """Whether core ``variant``'s C loops beat SciPy's BLAS on small products: only the
+    SMALL_PRODUCT_BUILDS against OpenBLAS kernels of the families in SMALL_PRODUCTS_BEAT
+    (unmeasured pairings keep BLAS)."""
+    if variant not in SMALL_PRODUCT_BUILDS:
         return False
     try:
         from .threads import _scipy_blas

@@ -5,8 +5,9 @@
  *    A(i, p) = A[i*ars + p*aks] (so A may be read transposed: ars = 1, aks = m) and B is
  *    row-major k x n. C is written, never read (beta = 0).
  * B. How: blocks of 4 rows x 2 vectors of C held in registers across the whole k loop
- *    (8 accumulators, 2 loads of B and 4 broadcasts of A per step: 16 ymm registers with
- *    AVX2), then a 4 x 1-vector block, then the last n % W columns as one vector against
+ *    (8 accumulators, 2 loads of B and 4 broadcasts of A per step: 16 registers; vectors
+ *    of 8 floats, or 16 in the AVX-512 build), then a 4 x 1-vector block, then the last
+ *    n % W columns as one vector against
  *    a zero-padded copy of them (scalar where that copy would be large); leftover rows one
  *    at a time.
  *    GCC's vector extensions keep it portable C; the AVX2+FMA build turns each `c += a*b`
@@ -17,7 +18,8 @@
  * D. Compilers without GCC vector extensions (MSVC) get FASTBP_SMALL_GEMM 0 and BLAS only.
  * E. fastbp_small_gemm_on is set at import (fastbp._native): OpenBLAS's AVX-512 kernels
  *    have small-matrix paths of their own that run these products about 2x faster than the
- *    AVX2 loops here, so the loops are used only when OpenBLAS runs AVX2 kernels.
+ *    AVX2 loops here and as fast as the AVX-512 ones (slower where n % 16 is large), so the
+ *    loops are used only when OpenBLAS runs AVX2 kernels.
  */
 #ifndef FASTBP_SMALLGEMM_H
 #define FASTBP_SMALLGEMM_H
@@ -29,8 +31,17 @@ static int fastbp_small_gemm_on = 0;
 #define FASTBP_SMALL_GEMM 1
 #define FASTBP_TAIL_MAX 2048  /* entries of the zero-padded copy of B's last columns */
 
-typedef float fastbp_v8f __attribute__((vector_size(32)));
-typedef double fastbp_v4d __attribute__((vector_size(32)));
+#ifdef __AVX512F__  /* the AVX-512 build: one zmm register per vector */
+typedef float fastbp_vf __attribute__((vector_size(64)));
+typedef double fastbp_vd __attribute__((vector_size(64)));
+#define FASTBP_FLOATS_PER_VECTOR 16
+#define FASTBP_DOUBLES_PER_VECTOR 8
+#else
+typedef float fastbp_vf __attribute__((vector_size(32)));
+typedef double fastbp_vd __attribute__((vector_size(32)));
+#define FASTBP_FLOATS_PER_VECTOR 8
+#define FASTBP_DOUBLES_PER_VECTOR 4
+#endif
 
 #define FASTBP_DEFINE_SMALL_GEMM(NAME, T, V, W)                                              \
 static inline V NAME##_load(const T *p) { V v; __builtin_memcpy(&v, p, sizeof v); return v; } \
@@ -127,8 +138,8 @@ static void NAME(int m, int n, int k, const T *A, ptrdiff_t ars, ptrdiff_t aks, 
     }                                                                                    \
 }
 
-FASTBP_DEFINE_SMALL_GEMM(fastbp_small_sgemm, float, fastbp_v8f, 8)
-FASTBP_DEFINE_SMALL_GEMM(fastbp_small_dgemm, double, fastbp_v4d, 4)
+FASTBP_DEFINE_SMALL_GEMM(fastbp_small_sgemm, float, fastbp_vf, FASTBP_FLOATS_PER_VECTOR)
+FASTBP_DEFINE_SMALL_GEMM(fastbp_small_dgemm, double, fastbp_vd, FASTBP_DOUBLES_PER_VECTOR)
 
 #else
 #define FASTBP_SMALL_GEMM 0

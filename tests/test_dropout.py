@@ -27,7 +27,7 @@ N_FEATURES, N_OUTPUTS = 7, 3
 
 @pytest.fixture(params=_native.available())
 def core(request):
-    """Each compiled build of the core that runs on this CPU (baseline, AVX2)."""
+    """Each compiled build of the core that runs on this CPU (baseline, AVX2, AVX-512)."""
     return _native.load(request.param)
 
 

@@ -1,5 +1,6 @@
 """The compiled kernels, one by one, through their ``def`` twins, in every
-compiled build of the core that runs here (``fastbp._core`` and ``fastbp._core_avx2``).
+compiled build of the core that runs here (``fastbp._core``, ``fastbp._core_avx2`` and
+``fastbp._core_avx512``).
 
 Each twin runs one inline kernel of ``src_c/*.pxd`` on arrays we hand it; here every one is
 checked in float32 and float64 against a NumPy computation done in float64 from the same
@@ -28,7 +29,7 @@ EXTREMES = [-1e4, -1e3, -100.0, -80.0, -20.0, 0.0, 20.0, 80.0, 100.0, 1e3, 1e4]
 
 @pytest.fixture(params=_native.available())
 def core(request):
-    """Each compiled build of the core that runs on this CPU (baseline, AVX2)."""
+    """Each compiled build of the core that runs on this CPU (baseline, AVX2, AVX-512)."""
     return _native.load(request.param)
 
 
@@ -136,7 +137,8 @@ def test_mm(core, kind, beta, dtype):
 #: (m, k, n) around the C loops' blocks (4 rows x 2 vectors, vectors of 8 floats or 4
 #: doubles, a padded tail vector) and past the size where the wrappers switch to BLAS.
 SMALL_MM_SHAPES = [(1, 1, 1), (3, 5, 7), (4, 8, 16), (5, 9, 17), (9, 3, 10), (32, 64, 32),
-                   (32, 32, 10), (33, 17, 25), (7, 300, 9), (6, 2, 1000), (70, 65, 66)]
+                   (32, 32, 10), (33, 17, 25), (7, 300, 9), (6, 2, 1000), (70, 65, 66),
+                   (6, 11, 48), (13, 7, 95)]
 
 
 @dtypes
@@ -173,7 +175,7 @@ def _check_small_product(core, kind, shape, dtype):
 def test_small_products_switch(core):
     before = core.small_products()
     try:
-        assert core.small_products(True) is True  # both builds have the loops with GCC
+        assert core.small_products(True) is True  # every build has the loops with GCC
         assert core.small_products(False) is False
         assert core.small_products() is False
     finally:
@@ -183,10 +185,12 @@ def test_small_products_switch(core):
 @pytest.mark.parametrize("variant,families,expected", [
     ("avx2", {"Haswell"}, True), ("avx2", {"Haswell", "Zen"}, True),
     ("avx2", {"SkylakeX"}, False), ("avx2", {"Haswell", "SkylakeX"}, False),
-    ("avx2", {None}, False), ("avx2", set(), False), ("baseline", {"Haswell"}, False)])
+    ("avx2", {None}, False), ("avx2", set(), False), ("baseline", {"Haswell"}, False),
+    ("avx512", {"Haswell"}, True), ("avx512", {"SkylakeX"}, False)])
 def test_small_products_only_where_measured_to_win(monkeypatch, variant, families, expected):
-    """The C loops are used with the AVX2 build and OpenBLAS's AVX2 kernel families only:
-    OpenBLAS's AVX-512 kernels run small products faster, other pairings are unmeasured."""
+    """The C loops are used with the AVX2 and AVX-512 builds and OpenBLAS's AVX2 kernel
+    families only: OpenBLAS's AVX-512 kernels run small products faster, other pairings
+    are unmeasured."""
     from fastbp import threads
 
     class Library:

@@ -265,10 +265,10 @@ def test_gradients_are_nan_not_stale_when_the_loss_overflows():
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-5)])
 def test_every_core_build_trains_alike(dtype, rtol):
-    """The baseline and AVX2 builds of the core run the same epoch to the same weights, to
-    rounding: small products run in each build's own C loops (_smallgemm.h), fused
-    multiply-adds in the AVX2 build and separate ones in the baseline, so the tolerance is
-    absolute at the weights' scale (~0.1), not at their smallest entries'."""
+    """The baseline, AVX2 and AVX-512 builds of the core run the same epoch to the same
+    weights, to rounding: small products run in each build's own C loops (_smallgemm.h),
+    fused multiply-adds in the vector builds and separate ones in the baseline, so the
+    tolerance is absolute at the weights' scale (~0.1), not at their smallest entries'."""
     from fastbp import _native
 
     X, y = make_classification(200, 12, 4, seed=3)
