@@ -11,13 +11,14 @@ from setuptools import Extension, setup
 # Portable speed: -O3 vectorises the elementwise loops; no -march=native so wheels run anywhere.
 # On x86-64 two more builds of the same core use AVX2 + FMA and AVX-512 (F, CD, VL, BW, DQ:
 # Skylake-X and later, Zen 4 and later); fastbp/_native.py picks the widest the CPU runs at
-# import time. 512-bit vectors are asked for: GCC's default keeps many loops at 256.
+# import time. The AVX-512 build asks for 512-bit vectors, so that the compiler's tuning
+# does not hold its loops to 256 bits.
 if sys.platform == "win32":
     base_args, avx2_args, avx512_args = ["/O2"], None, None
 else:
     base_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
     avx2_args = ["-mavx2", "-mfma"] if platform.machine().lower() in ("x86_64", "amd64") else None
-    avx512_args = avx2_args and avx2_args + [
+    avx512_args = None if avx2_args is None else avx2_args + [
         "-mavx512f", "-mavx512cd", "-mavx512vl", "-mavx512bw", "-mavx512dq",
         "-mprefer-vector-width=512"]
 

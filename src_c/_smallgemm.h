@@ -6,10 +6,9 @@
  *    row-major k x n. C is written, never read (beta = 0).
  * B. How: blocks of 4 rows x 2 vectors of C held in registers across the whole k loop
  *    (8 accumulators, 2 loads of B and 4 broadcasts of A per step: 16 registers; vectors
- *    of 8 floats, or 16 in the AVX-512 build), then a 4 x 1-vector block, then the last
- *    n % W columns as one vector against
- *    a zero-padded copy of them (scalar where that copy would be large); leftover rows one
- *    at a time.
+ *    of W = 8 floats, 16 in the AVX-512 build), then a 4 x 1-vector block, then the last
+ *    n % W columns as one vector against a zero-padded copy of them (scalar where that
+ *    copy would be large); leftover rows one at a time.
  *    GCC's vector extensions keep it portable C; the AVX2+FMA build turns each `c += a*b`
  *    into one FMA. Each C entry is one sequential sum over p, as in OpenBLAS's own kernels.
  * C. Why: measured on the 64-32-10 network at batch 32 (see benchmarks/small_gemm.py) the
@@ -18,8 +17,8 @@
  * D. Compilers without GCC vector extensions (MSVC) get FASTBP_SMALL_GEMM 0 and BLAS only.
  * E. fastbp_small_gemm_on is set at import (fastbp._native): OpenBLAS's AVX-512 kernels
  *    have small-matrix paths of their own that run these products about 2x faster than the
- *    AVX2 loops here and as fast as the AVX-512 ones (slower where n % 16 is large), so the
- *    loops are used only when OpenBLAS runs AVX2 kernels.
+ *    AVX2 loops here, as fast as the AVX-512 loops on 32 columns and 2x faster on 10, so
+ *    the loops are used only when OpenBLAS runs AVX2 kernels.
  */
 #ifndef FASTBP_SMALLGEMM_H
 #define FASTBP_SMALLGEMM_H
