@@ -77,7 +77,7 @@ import numpy as np
 
 import fastbp
 from fastbp._native import VARIANT as CORE_VARIANT
-from fastbp._native import core as _core  # the build fastbp itself runs (avx2 or baseline)
+from fastbp._native import core as _core  # the build fastbp runs (avx512, avx2, baseline)
 from fastbp.benchmarks.numpy_reference import NumpyMLP
 from fastbp.benchmarks.threads import (all_threads, blas_info, kernel_families,
                                        require_threadpoolctl, thread_pools)
