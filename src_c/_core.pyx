@@ -255,14 +255,18 @@ cdef enum:
     GATHER_MAX_ROW_LENGTH = 256  # rows at least this long take their max while copied
 
 
+cdef inline void _prefetch_range(const void *start, Py_ssize_t n_bytes) noexcept nogil:
+    """Ask for every 64-byte cache line of start[0:n_bytes]."""
+    cdef Py_ssize_t offset
+    for offset in range(0, n_bytes, 64):
+        fastbp_prefetch(<const char *> start + offset)
+
+
 cdef inline void _prefetch_rows(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_t B,
                                 Py_ssize_t F) noexcept nogil:
-    cdef Py_ssize_t r, offset
-    cdef const char *row
+    cdef Py_ssize_t r
     for r in range(B):
-        row = <const char *> (X__nf + idx[r] * F)
-        for offset in range(0, F * <Py_ssize_t> sizeof(floating), 64):
-            fastbp_prefetch(row + offset)
+        _prefetch_range(X__nf + idx[r] * F, F * <Py_ssize_t> sizeof(floating))
 
 
 cdef inline double _gather(const floating *X__nf, const Py_ssize_t *idx, Py_ssize_t B,
@@ -423,14 +427,15 @@ cdef double _gradient_bound(Net *net, floating *ws, const floating *Xb, Py_ssize
                             double batch_max) noexcept nogil:
     """A bound on every |dW| and |db| of the batch before they are computed: each sums B
     products of an input (at most max|A_prev|) and a delta (at most max|δ|). inf if any
-    input or delta is not finite. ``batch_max``: max|Xb| if the gather measured it, else -1."""
+    input or delta is not finite. ``batch_max``: max|Xb|, the first layer's input, if the
+    gather measured it, else -1."""
     cdef Py_ssize_t l
     cdef Layer *L
     cdef double bound = 0, deltas, inputs
     for l in range(net.n_layers):
         L = &net.layers[l]
         deltas = max_magnitude(ws + L.d, B * L.n_out)
-        if l == 0 and batch_max >= 0 and _input(net, 0, ws, Xb) == Xb:
+        if l == 0 and batch_max >= 0:
             inputs = batch_max
         else:
             inputs = max_magnitude(_input(net, l, ws, Xb), B * L.n_in)
@@ -694,14 +699,15 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                     if idx != NULL:
                         batch_max = _gather(&X[0, 0], idx, B, X.shape[1], &ws[0])
                         Xb = &ws[0]
+                        if _input(&net, 0, &ws[0], Xb) != Xb:
+                            batch_max = -1  # dropout: the first layer reads its own copy
                     else:
                         batch_max = -1
                         Xb = &X[start, 0]
                     # Telemetry wants g whole before the step, clipping and L1 too.
                     fused_step = (not transforms_gradients(&opt)
                                   and not (telemetry is not None and start + B >= end)
-                                  and _fusing_pays(&net, B, batch_max >= 0
-                                                   and _input(&net, 0, &ws[0], Xb) == Xb))
+                                  and _fusing_pays(&net, B, batch_max >= 0))
                     loss = _loss_and_backward(
                         &net, &P[0], &G[0], &ws[0], Xb, B,
                         _cptr2(Y) + (0 if idx != NULL or Y.shape[0] == 0 else start * Y.shape[1]),
@@ -937,7 +943,6 @@ def all_finite(const float_bits[::1] bits):
     cdef Py_ssize_t i = 0, j, n = bits.shape[0]
     cdef Py_ssize_t block = FINITE_BLOCK_BYTES // sizeof(float_bits)
     cdef Py_ssize_t ahead = FINITE_AHEAD_BYTES // sizeof(float_bits)
-    cdef Py_ssize_t line = 64 // sizeof(float_bits)
     cdef int bad = 0
     if float_bits is uint32_t:
         exponent = 0x7f800000
@@ -946,8 +951,7 @@ def all_finite(const float_bits[::1] bits):
     with nogil:
         while i + block <= n:
             if i + ahead + block <= n:
-                for j in range(block // line):
-                    fastbp_prefetch(&bits[i + ahead + j * line])
+                _prefetch_range(&bits[i + ahead], FINITE_BLOCK_BYTES)
             block_bad = 0
             for j in range(block):
                 block_bad |= (bits[i + j] & exponent) == exponent
