@@ -12,18 +12,18 @@ except ModuleNotFoundError as error:  # pragma: no cover - depends on how Python
         "current directory first): run from another directory, use the `fastbp` command, or "
         "build in place with `python -m pip install -e .`.") from error
 
-from .activations import Activation
 from .gradcheck import check_gradients
 from .io import load
-from .layers import Dense, Dropout
+from .layers import Activation, Dense, Dropout, Residual
 from .losses import Loss
 from .model import Sequential, mlp
+from .normalization import BatchNorm, LayerNorm
 from . import callbacks, schedules
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .training import DivergenceError, History
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "DivergenceError", "Dropout",
-           "History", "Loss", "Optimizer", "RMSprop", "SGD", "Sequential", "callbacks",
-           "check_gradients", "load", "mlp", "schedules"]
+__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "BatchNorm", "Dense", "DivergenceError",
+           "Dropout", "History", "LayerNorm", "Loss", "Optimizer", "RMSprop", "Residual", "SGD",
+           "Sequential", "callbacks", "check_gradients", "load", "mlp", "schedules"]

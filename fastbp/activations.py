@@ -2,12 +2,13 @@
 from enum import IntEnum
 
 
-class Activation(IntEnum):
+class ActivationCode(IntEnum):
     """A layer's activation function, by code: the twin of the ``ACT_*`` codes in
     ``src_c/_activations.pxd`` (a test asserts they agree).
 
-    Layers take activations by name (``Dense(64, 32, activation="relu")``); this enum is what
-    the names become. Each is applied elementwise to ``z = x @ W + b``; the compiled core
+    Layers take activations by name (``Dense(64, 32, activation="relu")``,
+    ``fastbp.Activation("relu")``); this enum is what the names become. Each is applied
+    elementwise to ``z = x @ W + b``; the compiled core
     computes its derivative from the output ``a`` where it can (written next to it in
     ``_activations.pxd``), and from the kept ``z`` for gelu and swish.
 
@@ -34,9 +35,8 @@ class Activation(IntEnum):
 
     Examples
     --------
-    >>> from fastbp import Activation
-    >>> from fastbp.activations import activation_code
-    >>> activation_code("silu") is Activation.SWISH, int(Activation.RELU)
+    >>> from fastbp.activations import ActivationCode, activation_code
+    >>> activation_code("silu") is ActivationCode.SWISH, int(ActivationCode.RELU)
     (True, 3)
     """
 
@@ -53,7 +53,7 @@ class Activation(IntEnum):
 
 #: Activations whose units can die (output 0 for every input): He initialisation suits them,
 #: and training telemetry reports their dead fraction.
-RELU_FAMILY = (Activation.RELU, Activation.LEAKY_RELU)
+RELU_FAMILY = (ActivationCode.RELU, ActivationCode.LEAKY_RELU)
 
 #: Negative slope of ``leaky_relu`` (as ``torch.nn.LeakyReLU``'s default).
 LEAKY_RELU_SLOPE = 0.01
@@ -65,7 +65,7 @@ _ALIASES = {None: "identity", "linear": "identity", "logistic": "sigmoid", "silu
 
 
 def activation_code(name):
-    """Return the :class:`Activation` for ``name`` (``None`` means identity, ``"silu"`` is
+    """Return the :class:`ActivationCode` for ``name`` (``None`` means identity, ``"silu"`` is
     ``"swish"``).
 
     Raises
@@ -74,12 +74,12 @@ def activation_code(name):
         If the name is unknown; the message lists the valid names.
     """
     key = _ALIASES.get(name, name)
-    if isinstance(key, str) and key.upper() in Activation.__members__:
-        return Activation[key.upper()]
-    valid = ", ".join(repr(a.name.lower()) for a in Activation)
+    if isinstance(key, str) and key.upper() in ActivationCode.__members__:
+        return ActivationCode[key.upper()]
+    valid = ", ".join(repr(a.name.lower()) for a in ActivationCode)
     raise ValueError(f"activation={name!r} is not known; valid activations: {valid}, or None")
 
 
 def activation_name(code):
     """The canonical lower-case name of an activation code."""
-    return Activation(code).name.lower()
+    return ActivationCode(code).name.lower()

@@ -90,11 +90,12 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
         params[i] = original
         numeric[i] = (upper - lower) / (2 * eps)
     worst = 0.0
-    for n_in, n_out, _, w, b, _ in plan.table:
-        for start, stop in ((w, w + n_in * n_out), (b, b + n_out)):
-            checked = ~np.isnan(numeric[start:stop])
+    for pair in plan.pairs(np.arange(params.shape[0])):  # each weight, bias, γ and β
+        for positions in pair:
+            positions = positions.ravel()
+            checked = ~np.isnan(numeric[positions])
             if checked.any():
-                a, n = analytic[start:stop][checked], numeric[start:stop][checked]
+                a, n = analytic[positions][checked], numeric[positions][checked]
                 scale = max(np.abs(a).max(), np.abs(n).max(), 1e-300)
                 worst = max(worst, float(np.abs(a - n).max() / scale))
     return worst

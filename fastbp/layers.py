@@ -61,7 +61,8 @@ class Dense:
 
     @property
     def activation_code(self):
-        """The :class:`fastbp.Activation` of ``activation``, as the compiled core sees it."""
+        """The :class:`fastbp.activations.ActivationCode` of ``activation``, as the compiled
+        core sees it."""
         return activation_code(self.activation)
 
     def __repr__(self):
@@ -122,6 +123,72 @@ class Dropout:
         return f"Dropout({self.rate!r})"
 
 
+@dataclass(frozen=True)
+class Activation:
+    """An activation function as a layer of its own: ``a = activation(x)``, elementwise.
+
+    For pre-activation blocks (BatchNorm -> Activation -> Dense) and heads; a
+    :class:`Dense` layer's own ``activation`` is fused with its bias and costs less.
+
+    Parameters
+    ----------
+    activation : str or None
+        Any of :class:`Dense`'s activations by name.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> fb.Activation("relu")
+    Activation('relu')
+    """
+
+    activation: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "activation", activation_name(activation_code(self.activation)))
+
+    @property
+    def activation_code(self):
+        return activation_code(self.activation)
+
+    def __repr__(self):
+        return f"Activation({self.activation!r})"
+
+
+@dataclass(frozen=True)
+class Residual:
+    """A residual block: ``y = x + f(x)``, f the block's layers applied in order.
+
+    Parameters
+    ----------
+    layers : sequence of Dense, Dropout, BatchNorm, LayerNorm, Activation or Residual
+        The branch ``f``. Its output width must equal its input width, so the two can be
+        added. Blocks nest.
+
+    Examples
+    --------
+    The block of Gorishniy et al.'s tabular ResNet:
+
+    >>> import fastbp as fb
+    >>> fb.Residual([fb.BatchNorm(8), fb.Dense(8, 16, "relu"), fb.Dropout(0.1),
+    ...              fb.Dense(16, 8), fb.Dropout(0.1)])
+    Residual([BatchNorm(8), Dense(8, 16, activation='relu'), Dropout(0.1), Dense(16, 8, activation='identity'), Dropout(0.1)])
+    """
+
+    layers: tuple
+
+    def __post_init__(self):
+        if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
+            raise TypeError(f"layers must be a sequence of layers, got "
+                            f"{type(self.layers).__name__}")
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers:
+            raise ValueError("a Residual block needs at least one layer")
+
+    def __repr__(self):
+        return f"Residual([{', '.join(repr(layer) for layer in self.layers)}])"
+
+
 class BoundDense:
     """A :class:`Dense` spec with live NumPy views of its model's parameters.
 
@@ -144,6 +211,19 @@ class BoundDense:
     activation = property(lambda self: self.spec.activation)
     init = property(lambda self: self.spec.init)
     bias_init = property(lambda self: self.spec.bias_init)
+
+    def __repr__(self):
+        return repr(self.spec)
+
+
+class BoundResidual:
+    """A :class:`Residual` spec with its layers bound to its model (``layers``: the bound
+    layers of the block, in order, each with its parameter views)."""
+
+    __slots__ = ("spec", "layers")
+
+    def __init__(self, spec, layers):
+        self.spec, self.layers = spec, tuple(layers)
 
     def __repr__(self):
         return repr(self.spec)

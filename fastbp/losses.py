@@ -1,7 +1,7 @@
 """Losses by name, their codes in the compiled core, and what each asks of the output layer."""
 from enum import IntEnum
 
-from .activations import Activation
+from .activations import ActivationCode
 
 
 class Loss(IntEnum):
@@ -71,7 +71,7 @@ def loss_code(name):
 
 def check_output_activation(loss, activation, layer_index):
     """Reject an output activation the loss already applies (e.g. softmax twice)."""
-    if loss in FUSED_OUTPUT and activation != Activation.IDENTITY:
+    if loss in FUSED_OUTPUT and activation != ActivationCode.IDENTITY:
         raise ValueError(
             f"loss={loss.name.lower()!r} applies {FUSED_OUTPUT[loss]} to raw logits itself, so "
             f"the last layer (layers[{layer_index}]) must have activation=None, "

@@ -1,4 +1,4 @@
-"""Sequential: a stack of Dense (and Dropout) layers compiled to one Plan, with training and
+"""Sequential: a stack of layers compiled to one Plan (an op list), with training and
 inference."""
 import functools
 import threading
@@ -9,7 +9,8 @@ from . import initializers, io
 from ._native import core as _core
 from .data import (check_int, check_positive_int, check_real, check_sample_weight, check_targets, check_X,
                    class_weights)
-from .layers import BoundDense, Dense, Dropout
+from .layers import Activation, BoundDense, BoundResidual, Dense, Dropout, Residual
+from .normalization import BatchNorm, BoundNorm, LayerNorm
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
 from .plan import Plan
@@ -32,34 +33,98 @@ def _exclusive(method):
     return locked
 
 
+_LAYER_KINDS = (Dense, Dropout, Activation, BatchNorm, LayerNorm, Residual)
+
+
 def _check_layers(layers):
-    """The specs as a tuple, checked: Dense and Dropout only, widths chaining across the
-    Dense layers, and every Dropout followed by a Dense layer (one Dropout at a time)."""
+    """The specs as a tuple, checked: known layer kinds, widths chaining from layer to layer
+    (through Residual blocks, whose output width must equal their input width), a Dense
+    layer last (the loss is fused with its output), never two Dropouts in a row."""
+    if isinstance(layers, _LAYER_KINDS) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}; "
+                        "wrap a single layer in a list: Sequential([layer])")
     specs = tuple(layers)
-    for i, spec in enumerate(specs):
-        if not isinstance(spec, (Dense, Dropout)):
-            raise TypeError(f"layers[{i}] must be a fastbp.Dense or fastbp.Dropout, got "
-                            f"{type(spec).__name__}")
-    dense = [i for i, spec in enumerate(specs) if isinstance(spec, Dense)]
-    if not dense:
+    if not any(isinstance(spec, Dense) for spec in specs):
         raise ValueError("layers must hold at least one Dense layer")
-    for i, spec in enumerate(specs):
-        if isinstance(spec, Dropout):
-            if i == len(specs) - 1:
-                raise ValueError(
-                    f"layers[{i}] is a Dropout after the last Dense layer; dropout acts on the "
-                    "input of the next Dense layer, so it cannot come last (dropping the "
-                    "network's output is not supported)")
-            if isinstance(specs[i + 1], Dropout):
-                raise ValueError(
-                    f"layers[{i}] and layers[{i + 1}] are two Dropout layers in a row; use one "
-                    "Dropout with the combined rate 1 - (1 - p)(1 - q)")
-    for previous, i in zip(dense, dense[1:]):
-        if specs[i].in_features != specs[previous].out_features:
-            raise ValueError(
-                f"layers[{i}].in_features={specs[i].in_features} does not match "
-                f"layers[{previous}].out_features={specs[previous].out_features}")
+    _check_chain(specs, "layers", None)
+    last = len(specs) - 1
+    if isinstance(specs[-1], Dropout):
+        raise ValueError(
+            f"layers[{last}] is a Dropout after the last Dense layer; dropout acts on the "
+            "input of the next layer, so it cannot come last (dropping the network's output "
+            "is not supported)")
+    if not isinstance(specs[-1], Dense):
+        raise ValueError(
+            f"layers[{last}] is a {type(specs[-1]).__name__}: the last layer must be a Dense "
+            "layer, whose output the loss takes (softmax and sigmoid are fused into the "
+            "cross-entropy losses)")
     return specs
+
+
+def _check_chain(specs, where, width, source=None):
+    """Check ``specs`` (at ``where``) given the input width (None: not known yet) and the
+    attribute that set it (``source``); return the output width and its source."""
+    for i, spec in enumerate(specs):
+        name = f"{where}[{i}]"
+        if not isinstance(spec, _LAYER_KINDS):
+            raise TypeError(f"{name} must be a fastbp layer (Dense, Dropout, Activation, "
+                            f"BatchNorm, LayerNorm or Residual), got {type(spec).__name__}")
+        if isinstance(spec, Dropout) and i + 1 < len(specs) and isinstance(specs[i + 1], Dropout):
+            raise ValueError(
+                f"{name} and {where}[{i + 1}] are two Dropout layers in a row; use one "
+                "Dropout with the combined rate 1 - (1 - p)(1 - q)")
+        if isinstance(spec, Residual):
+            out, out_source = _check_chain(spec.layers, f"{name}.layers", width, source)
+            if width is not None and out is not None and out != width:
+                raise ValueError(f"{name} is a Residual block whose input width {width} "
+                                 f"differs from its output width {out}; they are added, so "
+                                 "they must be equal")
+            if width is None:
+                width, source = out, out_source
+            continue
+        attribute = "in_features" if isinstance(spec, Dense) else "num_features"
+        n_in = getattr(spec, attribute, None)
+        if n_in is not None and width is not None and n_in != width:
+            raise ValueError(f"{name}.{attribute}={n_in} does not match {source}={width}")
+        if isinstance(spec, Dense):
+            width, source = spec.out_features, f"{name}.out_features"
+        elif n_in is not None:
+            width, source = n_in, f"{name}.num_features"
+    return width, source
+
+
+def _summary_rows(specs, prefix, width):
+    """(name, spec, (in, out)) per layer for summary(), a Residual's layers after it."""
+    for i, spec in enumerate(specs):
+        name = f"{prefix}{i}"
+        if isinstance(spec, Residual):
+            rows = list(_summary_rows(spec.layers, name + ".", width))
+            yield name, spec, (width, width)
+            yield from rows
+            continue
+        out = spec.out_features if isinstance(spec, Dense) else width
+        yield name, spec, (width, out)
+        width = out
+
+
+def _describe(spec):
+    if isinstance(spec, Dense):
+        return spec.activation
+    if isinstance(spec, Dropout):
+        return "dropout " + format(spec.rate, "g")
+    if isinstance(spec, Activation):
+        return "act " + spec.activation
+    if isinstance(spec, Residual):
+        return f"residual ({len(spec.layers)})"
+    return "batchnorm" if isinstance(spec, BatchNorm) else "layernorm"
+
+
+def _parameter_count(spec):
+    if isinstance(spec, Dense):
+        return (spec.in_features + 1) * spec.out_features
+    if isinstance(spec, (BatchNorm, LayerNorm)):
+        return 2 * spec.num_features if spec.affine else 0
+    return 0
 
 
 def _check_dtype(dtype):
@@ -145,7 +210,7 @@ class Sequential:
 
     @property
     def n_features(self):
-        return int(self._plan.table[0, 0])
+        return self._plan.n_features
 
     @property
     def n_outputs(self):
@@ -157,16 +222,43 @@ class Sequential:
 
     @property
     def layers(self):
-        plan, layers, row = self._plan, [], 0
-        for spec in self._specs:
-            if isinstance(spec, Dense):  # row: its row of the plan's table
-                spec = BoundDense(spec, plan.weight(plan.params, row), plan.bias(plan.params, row))
-                row += 1
-            layers.append(spec)
-        return tuple(layers)
+        plan = self._plan
+        ops = iter(range(len(plan.table)))  # flatten's order (fastbp.plan)
+
+        def bind(specs):
+            bound = []
+            for spec in specs:
+                if isinstance(spec, Dropout) and spec.rate == 0:  # no op
+                    bound.append(spec)
+                    continue
+                op = next(ops)
+                if isinstance(spec, Residual):
+                    spec = BoundResidual(spec, bind(spec.layers))
+                    next(ops)  # its add
+                elif isinstance(spec, Dense):
+                    spec = BoundDense(spec, *plan.pair(plan.params, op))
+                elif isinstance(spec, (BatchNorm, LayerNorm)):
+                    views = plan.pair(plan.params, op) if spec.affine else (None, None)
+                    stats = (plan.running_stats(op) if isinstance(spec, BatchNorm)
+                             else (None, None))
+                    spec = BoundNorm(spec, *views, *stats)
+                bound.append(spec)
+            return tuple(bound)
+
+        return bind(self._specs)
+
+    def _bound_layers(self):
+        """Every bound layer, Residual blocks opened, in op order."""
+        def walk(layers):
+            for layer in layers:
+                if isinstance(layer, BoundResidual):
+                    yield from walk(layer.layers)
+                else:
+                    yield layer
+        return list(walk(self.layers))
 
     def _dense_layers(self):
-        return [layer for layer in self.layers if isinstance(layer, BoundDense)]
+        return [layer for layer in self._bound_layers() if isinstance(layer, BoundDense)]
 
     @property
     def training_steps(self):
@@ -204,36 +296,38 @@ class Sequential:
         Returns
         -------
         str
-            Per layer: widths, activation, parameter count; then the bytes of the
-            parameter, gradient and optimizer-state buffers and of the training workspace
-            (gathered input batch, every layer's output, every hidden layer's delta, the
-            pre-activation of each gelu or swish layer, and the dropped input after each
-            Dropout).
+            Per layer (a Residual block's layers indented under it): widths, activation
+            or settings, parameter count; then the bytes of the parameter, gradient and
+            optimizer-state buffers, of BatchNorm's running statistics, and of the training
+            workspace (gathered input batch, every layer's output, the deltas, the
+            pre-activation of each gelu or swish Dense layer, the dropped input after each
+            Dropout, LayerNorm's per-row figures, BatchNorm's batch figures).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         plan, itemsize = self._plan, self.dtype.itemsize
         lines = [f"Sequential, loss={self.loss!r}, dtype={self.dtype.name!r}",
-                 f"{'layer':>5}  {'in':>6}  {'out':>6}  {'activation':<11} {'parameters':>11}"]
-        for i, spec in enumerate(self._specs):
-            if isinstance(spec, Dropout):
-                lines.append(f"{i:>5}  {'':>6}  {'':>6}  {'dropout ' + format(spec.rate, 'g'):<11} "
-                             f"{0:>11,}")
-                continue
-            count = (spec.in_features + 1) * spec.out_features
-            lines.append(f"{i:>5}  {spec.in_features:>6}  {spec.out_features:>6}  "
-                         f"{spec.activation:<11} {count:>11,}")
+                 f"{'layer':<7}  {'in':>6}  {'out':>6}  {'kind':<16} {'parameters':>11}"]
+        for name, spec, width in _summary_rows(self._specs, "", self.n_features):
+            lines.append(f"{name:<7}  {width[0]:>6}  {width[1]:>6}  {_describe(spec):<16} "
+                         f"{_parameter_count(spec):>11,}")
         kib = 1024.0
         lines += [f"parameters {plan.n_params:,} ({plan.n_params * itemsize / kib:,.1f} KiB), "
                   f"gradients {plan.grads.nbytes / kib:,.1f} KiB, optimizer state "
-                  f"{plan.state.nbytes / kib:,.1f} KiB",
+                  f"{plan.state.nbytes / kib:,.1f} KiB"
+                  + (f", running statistics {plan.stats.nbytes / kib:,.1f} KiB"
+                     if plan.stats.size else ""),
                   f"training workspace at batch {batch_size}: "
                   f"{plan.workspace_bytes(batch_size) / kib:,.1f} KiB"]
         return "\n".join(lines)
 
     def _initialise(self):
-        for layer in self._dense_layers():
-            layer.weight[...] = initializers.layer_weight(layer.spec, self._rng)
-            layer.bias[...] = initializers.layer_bias(layer.spec, self._rng)
+        for layer in self._bound_layers():
+            if isinstance(layer, BoundDense):
+                layer.weight[...] = initializers.layer_weight(layer.spec, self._rng)
+                layer.bias[...] = initializers.layer_bias(layer.spec, self._rng)
+            elif isinstance(layer, BoundNorm) and layer.weight is not None:
+                layer.weight[...] = 1  # γ 1 and β 0, torch's initial values
+                layer.bias[...] = 0
 
     # ------------------------------------------------------------------ inputs
     def _check_X(self, X):
@@ -360,9 +454,11 @@ class Sequential:
         Returns
         -------
         loss : float
-        grads : list of (dW, db)
-            One pair per Dense layer, shaped like its weight and bias (copies); NaN if the
-            loss is not finite.
+        grads : list of (dW, db) or (dγ, dβ)
+            One pair per layer with parameters, in layer order (Residual blocks opened):
+            each Dense layer's, shaped like its weight and bias, and each affine BatchNorm's
+            or LayerNorm's (copies); NaN if the loss is not finite. BatchNorm layers use the
+            batch's statistics, as in training, and their running statistics do not move.
         """
         weight_decay = check_real(weight_decay, "weight_decay", 0.0)
         if dropout_step is not None:
@@ -377,8 +473,7 @@ class Sequential:
                                    dropout_step=-1 if dropout_step is None else dropout_step)
         if not np.isfinite(loss):  # the core skips backward then; never return stale values
             plan.grads[...] = np.nan
-        grads = [(plan.weight(plan.grads, i).copy(), plan.bias(plan.grads, i).copy())
-                 for i in range(len(plan.table))]
+        grads = [(first.copy(), second.copy()) for first, second in plan.pairs(plan.grads)]
         return float(loss), grads
 
     @_exclusive
@@ -474,7 +569,7 @@ class Sequential:
         if validation_split and validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
         callbacks = check_callbacks(callbacks, reported_figures(
-            len(self._specs), self._loss in CLASSIFICATION,
+            len(self._plan.dense_ops), self._loss in CLASSIFICATION,
             validation_data is not None or validation_split > 0))
         X, Y, labels = self._check_Xy(X, y)
         weights = self._sample_weights(X.shape[0], labels, sample_weight, class_weight)
@@ -487,6 +582,10 @@ class Sequential:
                 self._loss == Loss.CROSS_ENTROPY)
         optimizer = self._use_optimizer(optimizer)
         batch_size = min(batch_size, X.shape[0])
+        if self._plan.has_batchnorm and 1 in (batch_size, X.shape[0] % batch_size):
+            raise ValueError(
+                f"batch_size={batch_size} on {X.shape[0]} rows leaves a batch of 1 row, and "
+                "BatchNorm needs at least 2 rows per training batch; choose another batch_size")
         self._plan.ensure_capacity(batch_size)
         threads = check_threads(self.threads if threads is None else threads)
         context, tuner = for_fit(threads, self._plan.largest_gemm_flops(batch_size))
@@ -517,7 +616,7 @@ class Sequential:
 
 
 def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="float32", seed=None,
-        threads="auto", dropout=0.0):
+        threads="auto", dropout=0.0, norm=None):
     """A :class:`Sequential` from layer widths, e.g. ``mlp([784, 128, 10], loss="cross_entropy")``.
 
     Parameters
@@ -530,6 +629,10 @@ def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="flo
         Activation of the last layer (must be None for the cross-entropy losses).
     dropout : float, default 0.0
         If > 0, a :class:`Dropout` of this rate after every hidden layer.
+    norm : {None, "batch", "layer"}, default None
+        Normalise every hidden layer's pre-activation: its Dense layer gets no activation
+        and is followed by a :class:`BatchNorm` (or :class:`LayerNorm`) and an
+        :class:`Activation`, then the Dropout if any.
     loss, dtype, seed, threads
         As for :class:`Sequential`.
 
@@ -542,9 +645,15 @@ def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="flo
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
     dropout = Dropout(dropout)  # validates the rate, even with no hidden layer
+    norms = {None: None, "batch": BatchNorm, "layer": LayerNorm}
+    if not isinstance(norm, (str, type(None))) or norm not in norms:
+        raise ValueError(f"norm must be None, 'batch' or 'layer', got {norm!r}")
     layers = []
     for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
-        layers.append(Dense(n_in, n_out, activation))
+        if norm is None:
+            layers.append(Dense(n_in, n_out, activation))
+        else:
+            layers += [Dense(n_in, n_out), norms[norm](n_out), Activation(activation)]
         if dropout.rate > 0:
             layers.append(dropout)
     layers.append(Dense(sizes[-2], sizes[-1], output_activation))

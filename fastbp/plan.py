@@ -1,18 +1,45 @@
 """A compiled model: the one object the C core reads.
 
-Layout of the flat parameter buffer: every layer's weight ``W`` (in_features x out_features,
-row-major) in layer order, then every layer's bias. Gradients and optimizer state mirror it,
-so weight decay covers exactly the prefix ``[0, n_weights)``.
+The network becomes a table of ops, one row per op (see ``src_c/_ops.pxd``): each Dense,
+Dropout, Activation, BatchNorm and LayerNorm layer is one op, and a Residual block is a
+``residual_begin`` op, its layers' ops, and a ``residual_add`` op. A Dropout of rate 0 is
+no op at all.
 
-The table has one row per Dense layer; a Dropout spec becomes the ``drop`` column of the
-Dense layer after it (dropout on that layer's input), so the core sees only Dense layers.
+Layout of the flat parameter buffer: every Dense layer's weight ``W`` (in_features x
+out_features, row-major) in layer order, then, in layer order, every Dense bias and every
+norm's ``γ`` and ``β``. Gradients and optimizer state mirror it, so weight decay covers
+exactly the prefix ``[0, n_weights)``: Dense weights, never biases, ``γ`` or ``β``.
+BatchNorm's running statistics live in a buffer of their own (``stats``).
 """
+import enum
+
 import numpy as np
 
 from ._native import core as _core
-from .layers import Dense, Dropout
+from .layers import Activation, Dense, Dropout, Residual
+from .normalization import BatchNorm, LayerNorm
 
-_TABLE_COLUMNS = ("n_in", "n_out", "act", "w_offset", "b_offset", "drop")
+
+class OpKind(enum.IntEnum):
+    """The core's op codes (``OP_*`` in ``src_c/_ops.pxd``; a test asserts they agree)."""
+
+    DENSE = 0
+    DROPOUT = 1
+    ACTIVATION = 2
+    BATCHNORM = 3
+    LAYERNORM = 4
+    RESIDUAL_BEGIN = 5
+    RESIDUAL_ADD = 6
+
+
+# Columns of the table (the core's COL_*): kind, widths, activation code, parameter offsets
+# (W or γ, b or β; -1 none), ARG (a Dropout's threshold, a residual op's partner, a
+# BatchNorm's offset into stats) and KEY (a Dropout's mask key index, a BatchNorm's offset
+# into scratch).
+_COLUMNS = ("kind", "n_in", "n_out", "act", "p0", "p1", "arg", "key")
+KIND, N_IN, N_OUT, ACT, P0, P1, ARG, KEY = range(len(_COLUMNS))
+#: Values of a BatchNorm's scratch per feature (batch mean, invstd, var, two sums).
+BATCHNORM_SCRATCH = 5
 
 
 def dropout_threshold(rate):
@@ -24,38 +51,46 @@ def dropout_threshold(rate):
 PREDICT_WORKSPACE_ELEMENTS = 1 << 22
 
 
-class Plan:
-    """Layer table, flat buffers and workspace of one model (see module docstring).
+def flatten(specs):
+    """The layers in op order, as (role, spec) pairs: role None for a layer, each Residual
+    as ("begin", block) ... ("add", block) around its own layers; a Dropout of rate 0 is
+    left out (it does nothing)."""
+    for spec in specs:
+        if isinstance(spec, Dropout) and spec.rate == 0:
+            continue
+        if isinstance(spec, Residual):
+            yield "begin", spec
+            yield from flatten(spec.layers)
+            yield "add", spec
+        else:
+            yield None, spec
 
-    Attributes read by ``fastbp._core``: ``table`` (int64, one row per Dense layer:
-    n_in, n_out, activation code, weight offset, bias offset, dropout threshold of its
-    input), ``loss_code``, ``n_weights``, ``params``, ``grads``, ``state`` (optimizer),
-    ``workspace`` and ``dropout_seed``. The workspace's layout is the core's
-    (``workspace_row_length`` elements per sample row, which include a pre-activation block
-    for each gelu or swish layer and a dropped-input block for each layer with dropout);
-    Python only sizes it.
+
+def input_width(specs):
+    """The width of the network's input: the first layer that states one."""
+    for _, spec in flatten(specs):
+        width = getattr(spec, "in_features", None) or getattr(spec, "num_features", None)
+        if width:
+            return width
+    raise ValueError("no layer states its input width")
+
+
+class Plan:
+    """Op table, flat buffers and workspace of one model (see module docstring).
+
+    Attributes read by ``fastbp._core``: ``table`` (int64, one row per op, columns
+    ``_COLUMNS``), ``reals`` (float64, per op: eps, momentum), ``loss_code``,
+    ``n_weights``, ``params``, ``grads``, ``state`` (optimizer), ``stats`` (BatchNorm
+    running statistics), ``scratch`` (BatchNorm batch figures), ``workspace`` and
+    ``dropout_seed``. The workspace's layout is the core's (``workspace_row_length``
+    elements per sample row); Python only sizes it.
     """
 
     def __init__(self, specs, loss_code, dtype):
         self.dtype = np.dtype(dtype)
         self.loss_code = int(loss_code)
-        dense = [spec for spec in specs if isinstance(spec, Dense)]
-        sizes = [(s.in_features, s.out_features) for s in dense]
-        self.n_weights = sum(i * o for i, o in sizes)
-        self.n_params = self.n_weights + sum(o for _, o in sizes)
-        table = np.zeros((len(dense), len(_TABLE_COLUMNS)), dtype=np.int64)
-        w_offset, b_offset, row, drop = 0, self.n_weights, 0, 0
-        for spec in specs:
-            if isinstance(spec, Dropout):
-                drop = dropout_threshold(spec.rate)
-                continue
-            table[row] = (spec.in_features, spec.out_features, spec.activation_code, w_offset,
-                          b_offset, drop)
-            w_offset += spec.in_features * spec.out_features
-            b_offset += spec.out_features
-            row, drop = row + 1, 0
-        self.table = table
-        self.row_length = _core.workspace_row_length(table)
+        self._build(specs)
+        self.row_length = _core.workspace_row_length(self.table, self.reals)
         self.params = np.zeros(self.n_params, dtype=self.dtype)
         self.grads = np.zeros(self.n_params, dtype=self.dtype)
         self.state = np.zeros(0, dtype=self.dtype)
@@ -69,18 +104,106 @@ class Plan:
         self.chunk_batches = {}  # batch size -> batches per compiled call (see training.py)
         self.workspace = np.zeros(0, dtype=self.dtype)
 
+    def _build(self, specs):
+        """The op table, the parameter layout and the running statistics."""
+        ops = list(flatten(specs))
+        widths, width = [], input_width(specs)
+        for role, spec in ops:
+            n_out = spec.out_features if isinstance(spec, Dense) and role is None else width
+            widths.append((width, n_out))
+            width = n_out
+        self.n_weights = sum(s.in_features * s.out_features for r, s in ops
+                             if r is None and isinstance(s, Dense))
+        table = np.full((len(ops), len(_COLUMNS)), -1, dtype=np.int64)
+        reals = np.zeros((len(ops), 2))
+        w_offset, p_offset, stats, scratch, dense_seen, drops_since_dense = (
+            0, self.n_weights, 0, 0, 0, 0)
+        begins, self.param_ops = [], []   # param_ops: (op index, spec) of parameterised ops
+        for i, ((role, spec), (n_in, n_out)) in enumerate(zip(ops, widths)):
+            row = table[i]
+            row[N_IN], row[N_OUT], row[ACT] = n_in, n_out, 0
+            if role == "begin":
+                row[KIND] = OpKind.RESIDUAL_BEGIN
+                begins.append(i)
+            elif role == "add":
+                row[KIND], row[ARG] = OpKind.RESIDUAL_ADD, begins.pop()
+                table[row[ARG], ARG] = i
+            elif isinstance(spec, Dense):
+                row[KIND], row[ACT] = OpKind.DENSE, spec.activation_code
+                row[P0], row[P1] = w_offset, p_offset
+                w_offset += n_in * n_out
+                p_offset += n_out
+                dense_seen, drops_since_dense = dense_seen + 1, 0
+            elif isinstance(spec, Dropout):
+                # Key index: the old one (the index of the Dense layer the dropout feeds)
+                # for the first Dropout after a Dense layer, distinct ones for any more.
+                row[KIND], row[ARG] = OpKind.DROPOUT, dropout_threshold(spec.rate)
+                row[KEY] = dense_seen + (drops_since_dense << 32)
+                drops_since_dense += 1
+            elif isinstance(spec, Activation):
+                row[KIND], row[ACT] = OpKind.ACTIVATION, spec.activation_code
+            else:  # BatchNorm, LayerNorm
+                row[KIND] = OpKind.BATCHNORM if isinstance(spec, BatchNorm) else OpKind.LAYERNORM
+                if spec.affine:
+                    row[P0], row[P1] = p_offset, p_offset + n_in
+                    p_offset += 2 * n_in
+                reals[i] = spec.eps, getattr(spec, "momentum", 0.0)
+                if isinstance(spec, BatchNorm):
+                    row[ARG], row[KEY] = stats, scratch
+                    stats += 2 * n_in
+                    scratch += BATCHNORM_SCRATCH * n_in
+            if row[P0] >= 0:
+                self.param_ops.append((i, spec))
+        self.table, self.reals, self.n_params = table, reals, p_offset
+        self.dense_ops = [i for i in range(len(ops)) if table[i, KIND] == OpKind.DENSE]
+        # Running mean 0 and variance 1 for every BatchNorm (torch's initial values).
+        self.stats = np.zeros(stats, dtype=self.dtype)
+        for i in np.flatnonzero(table[:, KIND] == OpKind.BATCHNORM):
+            start, n = table[i, ARG], table[i, N_IN]
+            self.stats[start + n:start + 2 * n] = 1
+        self.scratch = np.zeros(scratch, dtype=self.dtype)
+
+    @property
+    def n_features(self):
+        return int(self.table[0, N_IN])
+
     @property
     def has_dropout(self):
         """Whether any layer drops its input while training."""
-        return bool(np.any(self.table[:, 5] != 0))
+        return bool(np.any(self.table[:, KIND] == OpKind.DROPOUT))
+
+    @property
+    def has_batchnorm(self):
+        return bool(np.any(self.table[:, KIND] == OpKind.BATCHNORM))
+
+    @property
+    def dense_activations(self):
+        """The activation code of each Dense layer, in order."""
+        return self.table[self.dense_ops, ACT]
+
+    def pair(self, buffer, op):
+        """The two parameter (or gradient) views of op index ``op``: (W, b) shaped, or
+        (γ, β)."""
+        n_in, n_out, p0, p1 = (int(self.table[op, c]) for c in (N_IN, N_OUT, P0, P1))
+        if self.table[op, KIND] == OpKind.DENSE:
+            return buffer[p0:p0 + n_in * n_out].reshape(n_in, n_out), buffer[p1:p1 + n_out]
+        return buffer[p0:p0 + n_in], buffer[p1:p1 + n_in]
 
     def weight(self, buffer, layer):
-        n_in, n_out, w = (int(self.table[layer, column]) for column in (0, 1, 3))
-        return buffer[w:w + n_in * n_out].reshape(n_in, n_out)
+        """Dense layer ``layer``'s (n_in, n_out) view of ``buffer``."""
+        return self.pair(buffer, self.dense_ops[layer])[0]
 
     def bias(self, buffer, layer):
-        n_out, b = int(self.table[layer, 1]), int(self.table[layer, 4])
-        return buffer[b:b + n_out]
+        return self.pair(buffer, self.dense_ops[layer])[1]
+
+    def pairs(self, buffer):
+        """Per parameterised op, in order: its two views of ``buffer``."""
+        return [self.pair(buffer, op) for op, _ in self.param_ops]
+
+    def running_stats(self, op):
+        """A BatchNorm op's (running_mean, running_var) views."""
+        start, n = int(self.table[op, ARG]), int(self.table[op, N_IN])
+        return self.stats[start:start + n], self.stats[start + n:start + 2 * n]
 
     @property
     def capacity(self):
@@ -89,10 +212,11 @@ class Plan:
 
     def largest_gemm_flops(self, rows):
         """Floating-point operations of the step's largest GEMM on ``rows`` rows."""
-        return 2 * rows * int((self.table[:, 0] * self.table[:, 1]).max())
+        dense = self.table[self.dense_ops]
+        return 2 * rows * int((dense[:, N_IN] * dense[:, N_OUT]).max())
 
     def workspace_bytes(self, rows):
-        return rows * self.row_length * self.dtype.itemsize
+        return (rows * self.row_length + self.scratch.shape[0]) * self.dtype.itemsize
 
     def ensure_capacity(self, rows):
         """Grow (never shrink) the workspace to hold ``rows`` sample rows."""

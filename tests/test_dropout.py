@@ -17,7 +17,7 @@ import fastbp as fb
 from fastbp import _native, threads
 from fastbp.plan import dropout_threshold
 
-ACTIVATIONS = [activation.name.lower() for activation in fb.Activation]
+ACTIVATIONS = [activation.name.lower() for activation in fb.activations.ActivationCode]
 LOSSES = [loss.name.lower() for loss in fb.Loss]
 REGRESSION = ["mse", "huber", "mae"]
 DTYPES = ["float32", "float64"]

@@ -422,7 +422,8 @@ BAD_MODELS = {  # name -> (build, exception, pattern)
     "mismatched-widths": (lambda: Sequential([Dense(4, 5), Dense(6, 3)]), ValueError,
                           r"layers\[1\].in_features=6 does not match layers\[0\].out_features=5"),
     "non-dense-layer": (lambda: Sequential([Dense(4, 5), "relu", Dense(5, 3)]), TypeError,
-                        r"layers\[1\] must be a fastbp.Dense or fastbp.Dropout, got str"),
+                        r"layers\[1\] must be a fastbp layer \(Dense, Dropout, Activation, BatchNorm, "
+                        r"LayerNorm or Residual\), got str"),
     "cross-entropy-output-activation": (
         lambda: Sequential([Dense(4, 5, "relu"), Dense(5, 3, "relu")], loss="cross_entropy"),
         ValueError, r"softmax.*layers\[1\].*activation=None, not 'relu'"),

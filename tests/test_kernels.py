@@ -14,10 +14,12 @@ import pytest
 from scipy.special import expit, logsumexp, softmax
 
 import fastbp
-from fastbp import Activation, Loss, _native
+from fastbp import Loss, _native
+from fastbp.activations import ActivationCode
 from fastbp.activations import ELU_ALPHA, LEAKY_RELU_SLOPE
 from fastbp.losses import CLASSIFICATION, HUBER_DELTA, REGRESSION
 from fastbp.optimizers import OptimizerCode
+from fastbp.plan import OpKind
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -38,7 +40,7 @@ EXTREME_LOGIT = {np.float32: 80.0, np.float64: 1e4}
 
 GELU_K, GELU_C = np.sqrt(2 / np.pi), 0.044715  # torch.nn.GELU(approximate="tanh")
 #: Activations whose layers keep their pre-activation z (their derivative needs it).
-KEEPS_Z = (Activation.GELU, Activation.SWISH)
+KEEPS_Z = (ActivationCode.GELU, ActivationCode.SWISH)
 
 
 def gelu(z):
@@ -51,28 +53,28 @@ def gelu_derivative(z):
 
 
 ACT_FORWARD = {
-    Activation.IDENTITY: lambda z: z,
-    Activation.SIGMOID: expit,
-    Activation.TANH: np.tanh,
-    Activation.RELU: lambda z: np.maximum(z, 0),
-    Activation.LEAKY_RELU: lambda z: np.where(z > 0, z, LEAKY_RELU_SLOPE * z),
-    Activation.GELU: gelu,
-    Activation.SOFTPLUS: lambda z: np.logaddexp(0, z),
-    Activation.ELU: lambda z: np.where(z > 0, z, ELU_ALPHA * np.expm1(np.minimum(z, 0))),
-    Activation.SWISH: lambda z: z * expit(z),
+    ActivationCode.IDENTITY: lambda z: z,
+    ActivationCode.SIGMOID: expit,
+    ActivationCode.TANH: np.tanh,
+    ActivationCode.RELU: lambda z: np.maximum(z, 0),
+    ActivationCode.LEAKY_RELU: lambda z: np.where(z > 0, z, LEAKY_RELU_SLOPE * z),
+    ActivationCode.GELU: gelu,
+    ActivationCode.SOFTPLUS: lambda z: np.logaddexp(0, z),
+    ActivationCode.ELU: lambda z: np.where(z > 0, z, ELU_ALPHA * np.expm1(np.minimum(z, 0))),
+    ActivationCode.SWISH: lambda z: z * expit(z),
 }
 # act' from (z, a = act(z)): from a where the core documents it so, else the textbook
 # derivative in z (the newer activations), so the core's own rewriting is checked too.
 ACT_DERIVATIVE = {
-    Activation.IDENTITY: lambda z, a: np.ones_like(a),
-    Activation.SIGMOID: lambda z, a: a * (1 - a),
-    Activation.TANH: lambda z, a: 1 - a * a,
-    Activation.RELU: lambda z, a: (a > 0).astype(a.dtype),
-    Activation.LEAKY_RELU: lambda z, a: np.where(a > 0, 1.0, LEAKY_RELU_SLOPE),
-    Activation.GELU: lambda z, a: gelu_derivative(z),
-    Activation.SOFTPLUS: lambda z, a: expit(z),
-    Activation.ELU: lambda z, a: np.where(z > 0, 1.0, ELU_ALPHA * np.exp(np.minimum(z, 0))),
-    Activation.SWISH: lambda z, a: expit(z) * (1 + z * (1 - expit(z))),
+    ActivationCode.IDENTITY: lambda z, a: np.ones_like(a),
+    ActivationCode.SIGMOID: lambda z, a: a * (1 - a),
+    ActivationCode.TANH: lambda z, a: 1 - a * a,
+    ActivationCode.RELU: lambda z, a: (a > 0).astype(a.dtype),
+    ActivationCode.LEAKY_RELU: lambda z, a: np.where(a > 0, 1.0, LEAKY_RELU_SLOPE),
+    ActivationCode.GELU: lambda z, a: gelu_derivative(z),
+    ActivationCode.SOFTPLUS: lambda z, a: expit(z),
+    ActivationCode.ELU: lambda z, a: np.where(z > 0, 1.0, ELU_ALPHA * np.exp(np.minimum(z, 0))),
+    ActivationCode.SWISH: lambda z, a: expit(z) * (1 + z * (1 - expit(z))),
 }
 
 
@@ -81,7 +83,7 @@ def kept(act, Z):
     return Z if act in KEEPS_Z else Z[:0]
 
 dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-activations = pytest.mark.parametrize("act", list(Activation), ids=lambda a: a.name.lower())
+activations = pytest.mark.parametrize("act", list(ActivationCode), ids=lambda a: a.name.lower())
 
 
 def rng_for(*key):
@@ -242,11 +244,11 @@ def test_twins_refuse_a_missing_pre_activation(core, act):
 
 
 @dtypes
-@pytest.mark.parametrize("act", [Activation.SIGMOID, Activation.TANH], ids=["sigmoid", "tanh"])
+@pytest.mark.parametrize("act", [ActivationCode.SIGMOID, ActivationCode.TANH], ids=["sigmoid", "tanh"])
 def test_squashing_activations_saturate_without_nan(core, act, dtype):
     Z = np.array([EXTREMES], dtype=dtype)
     core._twin_bias_act(Z, np.zeros(Z.shape[1], dtype), int(act), Z[:0])
-    low = 0.0 if act == Activation.SIGMOID else -1.0
+    low = 0.0 if act == ActivationCode.SIGMOID else -1.0
     assert np.all(np.isfinite(Z))
     assert Z[0, 0] == low and Z[0, -1] == 1.0
     assert np.all(np.diff(Z[0]) >= 0)
@@ -266,7 +268,7 @@ def test_act_backward(core, act, dtype):
         assert_close(A, f64(dA) * ACT_DERIVATIVE[act](f64(Z0), f64(A0)), dtype)
 
 
-NEW_ACTIVATIONS = [Activation.GELU, Activation.SOFTPLUS, Activation.ELU, Activation.SWISH]
+NEW_ACTIVATIONS = [ActivationCode.GELU, ActivationCode.SOFTPLUS, ActivationCode.ELU, ActivationCode.SWISH]
 #: Per-element relative error allowed against an extended-precision reference (a few ulp).
 ULP_RTOL = {np.float32: 5e-7, np.float64: 1e-14}
 
@@ -276,14 +278,14 @@ def extended(act, z):
     double (extended precision on x86-64)."""
     z = z.astype(np.longdouble)
     s = 1 / (1 + np.exp(-z))
-    if act == Activation.GELU:
+    if act == ActivationCode.GELU:
         k, c = np.longdouble(GELU_K), np.longdouble(GELU_C)
         u2 = 2 * k * (z + c * z**3)
         g = 1 / (1 + np.exp(-u2))  # (1 + tanh u) / 2
         return z * g, g + z * g * (1 - g) * 2 * k * (1 + 3 * c * z * z), np.abs(u2)
-    if act == Activation.SOFTPLUS:
+    if act == ActivationCode.SOFTPLUS:
         return np.log1p(np.exp(z)), s, np.abs(z)
-    if act == Activation.ELU:
+    if act == ActivationCode.ELU:
         return np.where(z > 0, z, np.expm1(z)), np.where(z > 0, 1, np.exp(z)), np.abs(z)
     return z * s, s * (1 + z * (1 - s)), np.abs(z)
 
@@ -301,7 +303,7 @@ def test_new_activations_are_accurate_to_a_few_ulp(core, act, dtype):
     # gelu's exp argument 2u is itself rounded, and exp turns its relative error into a
     # relative error |2u| times larger (conditioning, not the kernel); values below the
     # dtype's normal range may flush to 0.
-    rtol = ULP_RTOL[dtype] * (1 + argument if act == Activation.GELU else 1)
+    rtol = ULP_RTOL[dtype] * (1 + argument if act == ActivationCode.GELU else 1)
     tiny = np.finfo(dtype).tiny
     bad = np.abs(A[0] - value) > rtol * np.abs(value) + tiny
     assert not bad.any(), (Z0[0][bad], A[0][bad], value[bad])
@@ -321,7 +323,7 @@ def test_new_activations_saturate_without_nan(core, act, dtype):
     Z0 = np.array([[-big / 2, -1e30, -1e20, -1e4, 1e4, 1e20, 1e30, big / 2]], dtype=dtype)
     A = Z0.copy()
     core._twin_bias_act(A, np.zeros(Z0.shape[1], dtype), int(act), kept(act, Z0.copy()))
-    low = -ELU_ALPHA if act == Activation.ELU else 0.0
+    low = -ELU_ALPHA if act == ActivationCode.ELU else 0.0
     np.testing.assert_array_equal(A[0, :4], low)
     np.testing.assert_array_equal(A[0, 4:], Z0[0, 4:])
     D = A[0].copy()
@@ -422,8 +424,8 @@ def loss_inputs(loss, act, dtype, rng, extreme=False):
 
 # The regression losses with every output activation; the fused losses (raw logits) also
 # at extreme logits.
-LOSS_CASES = ([(loss, act, False) for loss in REGRESSION for act in Activation]
-              + [(loss, Activation.IDENTITY, extreme)
+LOSS_CASES = ([(loss, act, False) for loss in REGRESSION for act in ActivationCode]
+              + [(loss, ActivationCode.IDENTITY, extreme)
                  for loss in (Loss.CROSS_ENTROPY, Loss.BINARY_CROSS_ENTROPY)
                  for extreme in (False, True)])
 LOSS_IDS = [f"{loss.name.lower()}-{act.name.lower()}{'-extreme' if extreme else ''}"
@@ -446,7 +448,7 @@ def test_loss_and_gradient(core, loss, act, extreme, dtype):
 @pytest.mark.parametrize("extreme", [False, True], ids=["ordinary", "extreme"])
 @pytest.mark.parametrize("loss", list(Loss), ids=lambda loss: loss.name.lower())
 def test_output_activation(core, loss, extreme, dtype):
-    Z0, _, _, _ = loss_inputs(Loss.CROSS_ENTROPY, Activation.IDENTITY, dtype,
+    Z0, _, _, _ = loss_inputs(Loss.CROSS_ENTROPY, ActivationCode.IDENTITY, dtype,
                               rng_for("output", loss, dtype), extreme)
     Z = Z0.copy()
     core._twin_output_activation(int(loss), Z)
@@ -459,7 +461,7 @@ def test_output_activation(core, loss, extreme, dtype):
 
 # ---------------------------------------------------------------- enum twins
 
-ENUM_TWINS = {"ACT": Activation, "LOSS": Loss, "OPT": OptimizerCode}
+ENUM_TWINS = {"ACT": ActivationCode, "LOSS": Loss, "OPT": OptimizerCode, "OP": OpKind}
 
 
 @pytest.mark.parametrize("prefix", list(ENUM_TWINS))

@@ -9,7 +9,7 @@ from fastbp.datasets import make_classification
 from fastbp.training import epoch_order
 
 # Every activation and loss the core knows, by their canonical names.
-ACTIVATIONS = [activation.name.lower() for activation in fb.Activation]
+ACTIVATIONS = [activation.name.lower() for activation in fb.activations.ActivationCode]
 LOSSES = [loss.name.lower() for loss in fb.Loss]
 REGRESSION = ["mse", "huber", "mae"]
 # Non-square widths, 1 to 3 hidden layers.

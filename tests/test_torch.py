@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 
 import fastbp as fb
-from fastbp import Activation, Loss, _native
+from fastbp import Loss, _native
+from fastbp.activations import ActivationCode
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 TORCH_ACTIVATIONS = {
-    Activation.GELU: lambda z: F.gelu(z, approximate="tanh"),
-    Activation.SOFTPLUS: F.softplus,
-    Activation.ELU: F.elu,
-    Activation.SWISH: F.silu,
+    ActivationCode.GELU: lambda z: F.gelu(z, approximate="tanh"),
+    ActivationCode.SOFTPLUS: F.softplus,
+    ActivationCode.ELU: F.elu,
+    ActivationCode.SWISH: F.silu,
 }
-KEEPS_Z = (Activation.GELU, Activation.SWISH)
+KEEPS_Z = (ActivationCode.GELU, ActivationCode.SWISH)
 # float64: torch's softplus returns z itself above 20, where log1p(exp(-z)) < 2e-9 is added
 # here, and torch's 0.5·z·(1 + tanh u) cancels where tanh u nears -1: both far below 1e-9.
 TOLERANCE = {np.float32: dict(rtol=2e-6, atol=2e-7), np.float64: dict(rtol=1e-9, atol=1e-15)}
@@ -70,7 +71,7 @@ def test_regression_loss_kernels_match_torch(core, loss, dtype):
     Y = rng.standard_normal((6, 5)).astype(dtype)
     Y[2, 3] = Z[2, 3]
     grad = Z.copy()
-    value = core._twin_loss(int(Loss[loss.upper()]), int(Activation.IDENTITY), grad, Z[:0], Y,
+    value = core._twin_loss(int(Loss[loss.upper()]), int(ActivationCode.IDENTITY), grad, Z[:0], Y,
                             np.zeros(0, dtype=np.intp))
     z = torch.tensor(Z, requires_grad=True)
     expected = TORCH_LOSSES[loss]()(z, torch.tensor(Y))
@@ -91,7 +92,7 @@ def torch_network(model):
             linear.bias.copy_(torch.tensor(layer.bias))
         modules.append(linear)
         code = fb.activations.activation_code(layer.activation)
-        if code != Activation.IDENTITY:
+        if code != ActivationCode.IDENTITY:
             modules.append(lambda x, f=TORCH_ACTIVATIONS[code]: f(x))
     return modules
 

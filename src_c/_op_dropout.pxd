@@ -27,8 +27,13 @@
 #    1.4 ns in the SSE2 baseline build (no 32-bit vector multiply); a Dropout(0.5) on the
 #    benchmark's 784-128-10 network costs 2-4% of an epoch, and networks without dropout
 #    run exactly the code they ran before plus one branch per layer.
+#    As an op (the end of this file): while training with dropout it writes its own output
+#    block and scales its delta in place (din is dout); otherwise it passes its input
+#    through and does nothing. Each Dropout op draws with its own key_index (fastbp.plan).
 from libc.stdint cimport uint32_t, uint64_t
 from cython cimport floating
+
+from _ops cimport Op
 
 
 cdef inline uint64_t splitmix64(uint64_t x) noexcept nogil:
@@ -85,3 +90,17 @@ cdef inline void dropout_backward(floating *D__e, Py_ssize_t n, uint32_t e0, uin
     for i in range(n):
         v = D__e[i] * scale
         D__e[i] = v if draw(e0 + <uint32_t> i, k0, k1) >= threshold else 0
+
+
+cdef inline void dropout_op_forward(const Op *op, const floating *X, floating *ws,
+                                    Py_ssize_t r0, Py_ssize_t rows) noexcept nogil:
+    """Rows r0:r0+rows of the op's output: its input dropped out and scaled."""
+    dropout_forward(X + r0 * op.n_in, ws + op.out + r0 * op.n_in, rows * op.n_in,
+                    <uint32_t> (r0 * op.n_in), op.keys, op.drop, <floating> op.scale)
+
+
+cdef inline void dropout_op_backward(const Op *op, floating *ws, Py_ssize_t r0,
+                                     Py_ssize_t rows) noexcept nogil:
+    """Rows r0:r0+rows of its delta, masked and scaled in place."""
+    dropout_backward(ws + op.din + r0 * op.n_in, rows * op.n_in, <uint32_t> (r0 * op.n_in),
+                     op.keys, op.drop, <floating> op.scale)

@@ -1,0 +1,159 @@
+# Included by _core.pyx, so that each compiled build (baseline, AVX2, AVX-512) has them:
+# the def twins of the inline kernels, used only by tests and benchmarks/small_gemm.py.
+# ---------------------------------------------------------------- test twins of the kernels
+
+SMALL_GEMM_MACS = _SMALL_GEMM_MACS
+
+
+def small_products(on=None):
+    """Whether products of at most SMALL_GEMM_MACS multiply-adds run in fastbp's C loops
+    instead of BLAS; ``on`` (a bool) sets it first. Returns False, and ignores ``on``, in a
+    build without the loops. fastbp._native sets it at import from BLAS's kernel family."""
+    global fastbp_small_gemm_on
+    if on is not None:
+        fastbp_small_gemm_on = bool(on)
+    return bool(FASTBP_SMALL_GEMM and fastbp_small_gemm_on)
+
+
+MM_KINDS = ("nn", "nt", "tn", "blas_nn", "blas_nt", "blas_tn")
+
+
+cdef inline void _mm_by_code(int code, const floating *A, const floating *B, floating *C,
+                             int m, int k, int n, floating beta) noexcept nogil:
+    """MM_KINDS[code]: the wrappers training uses (mm_*), then the BLAS-only ones (blas_*)."""
+    if code == 0:
+        mm_nn(A, B, C, m, k, n, beta)
+    elif code == 1:
+        mm_nt(A, B, C, m, k, n, beta)
+    elif code == 2:
+        mm_tn(A, B, C, m, k, n, beta)
+    elif code == 3:
+        blas_nn(A, B, C, m, k, n, beta)
+    elif code == 4:
+        blas_nt(A, B, C, m, k, n, beta)
+    else:
+        blas_tn(A, B, C, m, k, n, beta)
+
+
+cdef int _mm_args(str kind, tuple a_shape, tuple b_shape, int *m, int *k, int *n) except -1:
+    """MM_KINDS' code of ``kind`` (ValueError if unknown), and the product's m, k, n."""
+    cdef int code = MM_KINDS.index(kind)
+    m[0], k[0], n[0] = a_shape[0], a_shape[1], b_shape[1]
+    if code % 3 == 1:    # A·Bᵀ: B is n x k
+        n[0] = b_shape[0]
+    elif code % 3 == 2:  # Aᵀ·B: A is k x m
+        m[0], k[0] = a_shape[1], a_shape[0]
+    return code
+
+
+def _twin_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
+             floating[:, ::1] C, floating beta):
+    """C = A·B ("nn"), A·Bᵀ ("nt") or Aᵀ·B ("tn") plus beta·C, through the wrappers that
+    training uses (small products in C loops when on); "blas_nn", "blas_nt", "blas_tn":
+    always BLAS."""
+    cdef int m, k, n
+    cdef int code = _mm_args(kind, (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]),
+                             &m, &k, &n)
+    _mm_by_code(code, &A[0, 0], &B[0, 0], &C[0, 0], m, k, n, beta)
+
+
+cdef _check_kept(int act, Py_ssize_t kept_size, Py_ssize_t size):
+    """A twin handed no kept pre-activation for gelu/swish would pass NULL to the kernel."""
+    if act_needs_z(act) and kept_size != size:
+        raise ValueError("this activation needs its pre-activation, shaped as its output")
+
+
+def _twin_bias_act(floating[:, ::1] Z, const floating[::1] b, int act, floating[:, ::1] K):
+    """Z = act(Z + b) in place; K (empty unless the activation keeps z) receives Z + b."""
+    _check_kept(act, K.size, Z.size)
+    bias_act(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1], act, &K[0, 0] if K.size else NULL)
+
+
+def _twin_act_backward(floating[::1] A, const floating[::1] K, const floating[::1] dA,
+                       int act):
+    """A = dA ⊙ act', through act_backward (which scales a delta buffer in place); act' from
+    the output A, or from the pre-activation K (empty unless the activation keeps z)."""
+    cdef floating[::1] D = np.array(dA)
+    _check_kept(act, K.shape[0], A.shape[0])
+    act_backward(&D[0], &A[0], &K[0] if K.shape[0] else NULL, A.shape[0], act)
+    A[:] = D
+
+
+def _twin_loss(int loss, int act, floating[:, ::1] Z, const floating[:, ::1] K,
+               const floating[:, ::1] Y, const Py_ssize_t[::1] labels):
+    """Mean loss over Z's rows, leaving dLoss/dZ in Z; K as for _twin_bias_act."""
+    cdef double hits = 0  # tested through evaluate
+    _check_kept(act if loss != LOSS_CROSS_ENTROPY and loss != LOSS_BINARY_CROSS_ENTROPY
+                else ACT_IDENTITY, K.size, Z.size)
+    return loss_backward(loss, act, &Z[0, 0], _cptr2(K), _cptr2(Y), _iptr(labels), NULL,
+                         Z.shape[0], Z.shape[1], Z.shape[0], &hits) / Z.shape[0]
+
+
+def _twin_output_activation(int loss, floating[:, ::1] Z):
+    output_activation(loss, &Z[0, 0], Z.shape[0], Z.shape[1])
+
+
+def _twin_colsum(const floating[:, ::1] D, floating[::1] out):
+    colsum(&D[0, 0], D.shape[0], D.shape[1], &out[0])
+
+
+def _twin_update(optimizer, floating[::1] params, floating[::1] grads, floating[::1] state,
+                 Py_ssize_t n_weights, double lr, long long step):
+    """One apply_update of ``optimizer`` (update number ``step``) with fresh bounds."""
+    cdef OptimizerStep opt = _read_optimizer(optimizer, params.shape[0], state.shape[0])
+    cdef Bounds bounds
+    cdef floating *S = &state[0] if state.shape[0] else NULL
+    if grads.shape[0] != params.shape[0] or not 0 <= n_weights <= params.shape[0]:
+        raise ValueError("inconsistent lengths")
+    opt.lr = lr
+    opt.step = step
+    measure_bounds(&params[0], S, params.shape[0], n_slots(&opt), &bounds)
+    return apply_update(&opt, &params[0], &grads[0], S, params.shape[0], n_weights, &bounds)
+
+
+def _twin_max_magnitude(const floating[::1] x):
+    return max_magnitude(&x[0], x.shape[0])
+
+
+def _twin_dropout_keys(uint64_t seed, uint64_t step, uint64_t layer):
+    """The packed mask keys of (seed, training step, layer), as _draw_keys computes them."""
+    return dropout_keys(seed, step, layer)
+
+
+def _twin_dropout_draws(uint32_t[::1] out, uint32_t e0, uint64_t keys):
+    """out[i] = the 32-bit draw of element e0 + i under ``keys``."""
+    cdef Py_ssize_t i
+    for i in range(out.shape[0]):
+        out[i] = _draw(e0 + <uint32_t> i, <uint32_t> keys, <uint32_t> (keys >> 32))
+
+
+def _twin_dropout_forward(const floating[::1] X, floating[::1] Y, uint32_t e0, uint64_t keys,
+                          uint32_t threshold, double scale):
+    """Y = X dropped out (draw < threshold) and scaled, through dropout_forward."""
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError("X and Y must have the same length")
+    if X.shape[0]:
+        dropout_forward(&X[0], &Y[0], X.shape[0], e0, keys, threshold, <floating> scale)
+
+
+def _twin_dropout_backward(floating[::1] D, uint32_t e0, uint64_t keys, uint32_t threshold,
+                           double scale):
+    """D scaled where kept, zeroed where dropped, in place, through dropout_backward."""
+    if D.shape[0]:
+        dropout_backward(&D[0], D.shape[0], e0, keys, threshold, <floating> scale)
+
+
+def _bench_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
+              floating[:, ::1] C, Py_ssize_t repeats):
+    """Seconds per call of _twin_mm's ``kind`` (beta 0), timed over ``repeats`` calls in C
+    (benchmarks/small_gemm.py)."""
+    import time
+    cdef Py_ssize_t r
+    cdef int m, k, n
+    cdef int code = _mm_args(kind, (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1]),
+                             &m, &k, &n)
+    started = time.perf_counter()
+    with nogil:
+        for r in range(repeats):
+            _mm_by_code(code, &A[0, 0], &B[0, 0], &C[0, 0], m, k, n, <floating> 0)
+    return (time.perf_counter() - started) / repeats
