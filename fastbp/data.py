@@ -118,6 +118,24 @@ def check_positive_int(value, name):
     return check_int(value, name, 1)
 
 
+def check_seed(seed, name="seed"):
+    """Return ``numpy.random.default_rng(seed)``, refusing what NumPy would reject with a
+    message about SeedSequence (floats, strings, negative numbers) and bools, naming
+    ``name``."""
+    valid = (f"{name} must be None, an int >= 0, a sequence of such ints, or a "
+             "numpy.random.SeedSequence or Generator")
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{valid}, got {seed!r}")
+    if isinstance(seed, numbers.Integral) and seed < 0:
+        raise ValueError(f"{valid}, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        if isinstance(seed, (numbers.Real, str, bytes)):
+            raise TypeError(f"{valid}, got {type(seed).__name__} {seed!r}") from None
+        raise type(error)(f"{valid}, got {seed!r} ({error})") from None
+
+
 def check_bool(value, name):
     """Return ``value`` as a bool; only bools (Python or NumPy) pass, so that a string such
     as "no" is not silently true."""

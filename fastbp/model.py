@@ -7,8 +7,9 @@ import numpy as np
 
 from . import initializers, io
 from ._native import core as _core
-from .data import (check_int, check_positive_int, check_real, check_sample_weight, check_targets, check_X,
-                   class_weights)
+from .data import (check_int, check_positive_int, check_real, check_sample_weight, check_seed,
+                   check_targets, check_X, class_weights)
+from . import layers as _layers
 from .layers import BoundDense, Dense, Dropout
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
@@ -35,7 +36,14 @@ def _exclusive(method):
 def _check_layers(layers):
     """The specs as a tuple, checked: Dense and Dropout only, widths chaining across the
     Dense layers, and every Dropout followed by a Dense layer (one Dropout at a time)."""
-    specs = tuple(layers)
+    if isinstance(layers, (Dense, Dropout)):
+        raise TypeError(f"layers must be a list of layers, got a single {type(layers).__name__}; "
+                        f"wrap it in a list: Sequential([{layers!r}])")
+    try:
+        specs = tuple(layers)
+    except TypeError:
+        raise TypeError("layers must be a list of fastbp.Dense and fastbp.Dropout layers, got "
+                        f"{type(layers).__name__}") from None
     for i, spec in enumerate(specs):
         if not isinstance(spec, (Dense, Dropout)):
             raise TypeError(f"layers[{i}] must be a fastbp.Dense or fastbp.Dropout, got "
@@ -92,8 +100,9 @@ class Sequential:
         ``torch.nn.L1Loss``; its gradient at a zero residual is 0).
     dtype : {"float32", "float64"}, default "float32"
         Precision of parameters and arithmetic; inputs are converted once per call.
-    seed : int or None
-        Seeds initialisation (each layer's ``init`` and ``bias_init``, see :class:`Dense`),
+    seed : int, None or numpy.random.Generator
+        An int >= 0 (or a sequence of them, or a ``numpy.random.SeedSequence`` or
+        ``Generator``, as ``numpy.random.default_rng`` takes); None draws fresh entropy. Seeds initialisation (each layer's ``init`` and ``bias_init``, see :class:`Dense`),
         shuffling and dropout masks; a fixed seed makes training bitwise repeatable at a
         fixed BLAS thread count. With dropout, the model draws its dropout seed from this
         generator after the initial weights (so they are those of the same network without
@@ -110,9 +119,12 @@ class Sequential:
     Attributes
     ----------
     layers : tuple of BoundDense and Dropout
-        The layers in the order given: each Dense layer's spec with ``weight``
-        (in_features, out_features) and ``bias`` (out_features,) as writable views into
-        :attr:`parameters`, and each Dropout spec as it is (it has no parameters). Lists
+        The layers in the order given, the same objects on every access: each Dense
+        layer's spec with ``weight`` (in_features, out_features) and ``bias``
+        (out_features,) as writable views into :attr:`parameters` (assigning
+        ``layer.weight = W`` copies ``W`` in after checking its shape and dtype), and each
+        Dropout spec as it is (it has no parameters). :meth:`get_weights` and
+        :meth:`set_weights` read and write them all at once. Lists
         that have one entry per Dense layer (the gradients of :meth:`gradients`, the
         per-layer figures of a ``History``) count Dense layers only.
     parameters : ndarray of shape (n_parameters,)
@@ -125,9 +137,10 @@ class Sequential:
         check_output_activation(self._loss, specs[-1].activation_code, len(specs) - 1)
         self._specs = specs
         self._plan = Plan(specs, self._loss, _check_dtype(dtype))
-        self._rng = np.random.default_rng(seed)
+        self._rng = check_seed(seed)
         self._optimizer = None
         self._lock = threading.RLock()
+        self._layers = self._bind_layers()
         self.stop_training = False   # a callback sets it to end fit after the current epoch
         self.threads = check_threads(threads)
         self._initialise()
@@ -157,13 +170,48 @@ class Sequential:
 
     @property
     def layers(self):
+        return self._layers
+
+    def _bind_layers(self):
+        """The layers with parameters bound to views of the plan's buffers; built once and
+        kept, so ``model.layers[0] is model.layers[0]`` (rebind if a buffer is reallocated)."""
         plan, layers, row = self._plan, [], 0
-        for spec in self._specs:
+        for index, spec in enumerate(self._specs):
             if isinstance(spec, Dense):  # row: its row of the plan's table
-                spec = BoundDense(spec, plan.weight(plan.params, row), plan.bias(plan.params, row))
+                spec = BoundDense(spec, {"weight": plan.weight(plan.params, row),
+                                         "bias": plan.bias(plan.params, row)}, index)
                 row += 1
             layers.append(spec)
         return tuple(layers)
+
+    def get_weights(self):
+        """Copies of the parameters, as Keras's ``get_weights``.
+
+        Returns
+        -------
+        list of ndarray
+            For each Dense layer in :attr:`layers` order, its weight (in_features,
+            out_features), then its bias (out_features,).
+        """
+        return _layers.get_weights(self.layers)
+
+    @_exclusive
+    def set_weights(self, weights):
+        """Copy ``weights`` into the parameters, as Keras's ``set_weights``.
+
+        Parameters
+        ----------
+        weights : list of array-like
+            In :meth:`get_weights` order and shapes; real numbers, cast to the model's
+            dtype. All are checked before any is written, so a bad list leaves the model
+            as it was.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the first bad entry (``weights[k]``, and the parameter it is for).
+        """
+        _layers.set_weights(self.layers, weights)
 
     def _dense_layers(self):
         return [layer for layer in self.layers if isinstance(layer, BoundDense)]
