@@ -14,6 +14,7 @@ from .layers import BoundDense, Dense, Dropout
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
 from .plan import Plan
+from .progress import check_verbose
 from .threads import blas_threads, check_threads, for_fit, resolve
 from .callbacks import check_callbacks
 from .training import Trainer, raise_for_status, reported_figures
@@ -472,9 +473,11 @@ class Sequential:
             The same instance continues from the model's state; a new one starts afresh.
         shuffle : bool, default True
             Draw a new row order each epoch from the model's seeded generator.
-        verbose : int, default 0
+        verbose : {0, 1, 2}, default 0
             0 is silent; 1 shows a progress bar per epoch (tqdm, if installed and writing
-            to a terminal) or prints one line per epoch.
+            to a terminal) or prints one line per epoch; 2 always prints one line per
+            epoch, never a bar (as Keras). True and False mean 1 and 0; anything else
+            raises.
         threads : "auto", int or None
             BLAS threads for this call; None uses the model's ``threads`` setting. With
             "auto" and large enough GEMMs, fit picks between one thread and the caller's
@@ -513,6 +516,7 @@ class Sequential:
         """
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
+        verbose = check_verbose(verbose)
         check_threads(threads)
         if max_time is not None:
             max_time = check_real(max_time, "max_time", 0.0, low_inclusive=False)
