@@ -84,6 +84,8 @@ def build_parser():
                "  fastbp bench --quick      a benchmark smoke run, well under a minute\n"
                "  fastbp bench              the full benchmark (about 20 minutes)\n"
                "  fastbp bench --help       every benchmark option")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fb.__version__}",
+                        help="print fastbp's version and exit")
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     demo_parser = commands.add_parser(
         "demo", help="train a small network next to pure NumPy (the default)",

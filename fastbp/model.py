@@ -247,19 +247,32 @@ class Sequential:
         return (f"Sequential([\n    {layers}],\n    loss={self.loss!r}, dtype={self.dtype.name!r}, "
                 f"n_parameters={self._plan.n_params})")
 
-    def summary(self, batch_size=32):
-        """A table of the layers and the memory the model uses, training at ``batch_size``.
+    def summary(self, batch_size=32, print_fn=print):
+        """Print a table of the layers and the memory the model uses, training at
+        ``batch_size`` (as Keras's ``summary``).
+
+        The table: per layer, widths, activation, parameter count; then the bytes of the
+        parameter, gradient and optimizer-state buffers and of the training workspace
+        (gathered input batch, every layer's output, every hidden layer's delta, the
+        pre-activation of each gelu or swish layer, and the dropped input after each
+        Dropout).
+
+        Parameters
+        ----------
+        batch_size : int, default 32
+        print_fn : callable or None, default print
+            Called with each line of the table (Keras's convention; e.g. ``logger.info``
+            or ``lines.append``). None prints nothing and returns the table instead.
 
         Returns
         -------
-        str
-            Per layer: widths, activation, parameter count; then the bytes of the
-            parameter, gradient and optimizer-state buffers and of the training workspace
-            (gathered input batch, every layer's output, every hidden layer's delta, the
-            pre-activation of each gelu or swish layer, and the dropped input after each
-            Dropout).
+        str or None
+            The table as one string when ``print_fn`` is None, else None.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"print_fn must be a callable (such as print) or None, got "
+                            f"{type(print_fn).__name__}")
         plan, itemsize = self._plan, self.dtype.itemsize
         lines = [f"Sequential, loss={self.loss!r}, dtype={self.dtype.name!r}",
                  f"{'layer':>5}  {'in':>6}  {'out':>6}  {'activation':<11} {'parameters':>11}"]
@@ -277,7 +290,11 @@ class Sequential:
                   f"{plan.state.nbytes / kib:,.1f} KiB",
                   f"training workspace at batch {batch_size}: "
                   f"{plan.workspace_bytes(batch_size) / kib:,.1f} KiB"]
-        return "\n".join(lines)
+        if print_fn is None:
+            return "\n".join(lines)
+        for line in lines:
+            print_fn(line)
+        return None
 
     def _initialise(self):
         for layer in self._dense_layers():

@@ -149,7 +149,7 @@ def test_layers_repr_and_summary_show_dropout():
     assert model.n_features == N_FEATURES and model.n_outputs == N_OUTPUTS
     text = repr(model)
     assert "Dropout(0.2),\n    Dense(7, 11" in text and "Dropout(0.4),\n    Dense(11, 5" in text
-    summary = model.summary(16)
+    summary = model.summary(16, print_fn=None)
     assert "dropout 0.2" in summary and "dropout 0.4" in summary
     _, grads = model.gradients(np.zeros((2, N_FEATURES)), [0, 1])
     assert [dW.shape for dW, _ in grads] == [(7, 11), (11, 5), (5, 3)]   # Dense layers only
