@@ -251,6 +251,11 @@ class BoundLayer:
         raise AttributeError(f"cannot set {self._label(name)}: it is {what}; the parameters "
                              f"that can be assigned are {', '.join(self.parameter_names)}")
 
+    def __reduce__(self):
+        # copy and pickle go through __init__ (__setattr__ refuses the slots); a pickled
+        # layer holds copies of its arrays, no longer views of a model.
+        return type(self), (self.spec, self._views, self.index)
+
     def __repr__(self):
         return repr(self.spec)
 

@@ -185,6 +185,7 @@ class Sequential:
             layers.append(spec)
         return tuple(layers)
 
+    @_exclusive
     def get_weights(self):
         """Copies of the parameters, as Keras's ``get_weights``.
 

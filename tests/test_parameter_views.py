@@ -1,6 +1,7 @@
 """Writing parameters: model.layers returns the same objects, assigning ``weight``/``bias``
 copies into the flat buffer after checks, and get_weights/set_weights (Keras's names) are
 all or nothing."""
+import copy
 import pickle
 
 import numpy as np
@@ -56,6 +57,13 @@ def test_bad_assignments_raise_and_leave_the_model_untouched(value, error, words
     for word in words:
         assert word in str(raised.value)
     np.testing.assert_array_equal(m.parameters, before)
+
+
+def test_a_layer_copies_and_pickles():
+    layer = model().layers[0]
+    for again in (copy.copy(layer), pickle.loads(pickle.dumps(layer))):
+        assert type(again) is BoundDense and again.spec == layer.spec and again.index == 0
+        np.testing.assert_array_equal(again.weight, layer.weight)
 
 
 def test_only_parameters_can_be_assigned():
