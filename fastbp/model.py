@@ -103,7 +103,8 @@ class Sequential:
         Precision of parameters and arithmetic; inputs are converted once per call.
     seed : int, None or numpy.random.Generator
         An int >= 0 (or a sequence of them, or a ``numpy.random.SeedSequence`` or
-        ``Generator``, as ``numpy.random.default_rng`` takes); None draws fresh entropy. Seeds initialisation (each layer's ``init`` and ``bias_init``, see :class:`Dense`),
+        ``Generator``, as ``numpy.random.default_rng`` takes); None draws fresh entropy.
+        Seeds initialisation (each layer's ``init`` and ``bias_init``, see :class:`Dense`),
         shuffling and dropout masks; a fixed seed makes training bitwise repeatable at a
         fixed BLAS thread count. With dropout, the model draws its dropout seed from this
         generator after the initial weights (so they are those of the same network without
