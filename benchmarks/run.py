@@ -614,9 +614,19 @@ class Settings:
                 f"warm-up; implementations: {' '.join(self.implementations)} (those importable).")
         if self.quick:
             text += ("\nThis is the quick run (--quick): fewer configs, rows and repeats, training "
-                     "only. The full run (no --quick; about 20 minutes) times all four configs "
-                     "with every row, prediction and float64 training too.")
+                     f"only. The full run (no --quick; about {FULL_RUN_MINUTES} minutes, "
+                     f"{FULL_RUN_BOTH_KERNELS_MINUTES} with --kernels both) times all four "
+                     "configs with every row, prediction and float64 training too.")
         return text
+
+
+#: How long the full run takes, approximately: ``--kernels both`` took 898 s (15 minutes) on
+#: the 2-core machine of the README's Speed section, with torch, scikit-learn and JAX
+#: installed; one kernel family (the default, ``--kernels env``) is about half of that. The
+#: time grows on slower machines and shrinks with fewer libraries installed. The command
+#: line's help, the quick run's note and the README quote these figures (a test checks).
+FULL_RUN_MINUTES = 8
+FULL_RUN_BOTH_KERNELS_MINUTES = 15
 
 
 def jax_in_this_process(settings):

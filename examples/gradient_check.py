@@ -14,8 +14,10 @@ from fastbp.datasets import make_classification
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="training epochs of each deep network (default 5)")
     parser.add_argument("--plot", help="save the per-layer gradient norms to this image file")
     args = parser.parse_args(argv)
 

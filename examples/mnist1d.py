@@ -62,8 +62,10 @@ def threads_arg(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=100)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=100,
+                        help="training epochs; the cosine decay spans them (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and shuffling")
     parser.add_argument("--threads", type=threads_arg, default="auto",
                         help="fit's threads: 'auto' (the default: fit times one thread "

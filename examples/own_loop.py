@@ -26,8 +26,10 @@ def my_rate(epoch, base=0.1, warmup=2, total=15):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=15,
+                        help="epochs of the hand-written loop (default 15)")
     args = parser.parse_args(argv)
 
     X, y = make_classification(4096, 32, 10, seed=0)

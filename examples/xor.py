@@ -10,8 +10,10 @@ import fastbp as fb
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2000)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=2000,
+                        help="full-batch training epochs (default 2000)")
     args = parser.parse_args(argv)
 
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)

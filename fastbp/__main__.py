@@ -82,8 +82,13 @@ def build_parser():
                "  fastbp                    the demo (the default command)\n"
                "  fastbp demo --epochs 3    a shorter demo\n"
                "  fastbp bench --quick      a benchmark smoke run, well under a minute\n"
-               "  fastbp bench              the full benchmark (about 20 minutes)\n"
+               f"  fastbp bench              the full benchmark (about {run.FULL_RUN_MINUTES} "
+               "minutes)\n"
+               f"  fastbp bench --kernels both   and again with OpenBLAS's own kernels (about "
+               f"{run.FULL_RUN_BOTH_KERNELS_MINUTES} minutes)\n"
                "  fastbp bench --help       every benchmark option")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fb.__version__}",
+                        help="print fastbp's version and exit")
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     demo_parser = commands.add_parser(
         "demo", help="train a small network next to pure NumPy (the default)",

@@ -76,6 +76,11 @@ def activation_code(name):
     key = _ALIASES.get(name, name)
     if isinstance(key, str) and key.upper() in ActivationCode.__members__:
         return ActivationCode[key.upper()]
+    if isinstance(name, str) and name.lower() in ("softmax", "log_softmax"):
+        raise ValueError(
+            f"activation={name!r} is not a layer activation in fastbp: softmax is fused into "
+            "the loss. Give the last layer activation=None and use loss='cross_entropy' "
+            "(it applies softmax to the logits, and predict returns the probabilities)")
     valid = ", ".join(repr(a.name.lower()) for a in ActivationCode)
     raise ValueError(f"activation={name!r} is not known; valid activations: {valid}, or None")
 

@@ -8,6 +8,7 @@ becomes one C-contiguous array of the model's dtype.
 import math
 import numbers
 import os
+import warnings
 
 import numpy as np
 
@@ -76,7 +77,8 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     if array.shape[1] != n_outputs:
-        raise ValueError(f"{name} has {array.shape[1]} columns, but the model has {n_outputs} outputs")
+        raise ValueError(f"{name} has {array.shape[1]} columns, but the model has {n_outputs} "
+                         f"outputs{_label_hint(array, n_outputs, loss)}")
     # Check after the cast: a value finite in float64 can overflow the model's float32.
     array = np.ascontiguousarray(array, dtype=dtype)
     check_finite(array, name)
@@ -85,7 +87,22 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     return array, _EMPTY_LABELS
 
 
+def _label_hint(array, n_outputs, loss):
+    """Why integer class labels fail a regression loss's shape check, and what to use."""
+    if array.shape[1] != 1 or n_outputs < 2 or array.dtype.kind not in "biu" and not (
+            array.dtype.kind == "f" and np.all(array == np.round(array))):
+        return ""
+    return (f". With loss={loss.name.lower()!r} (Sequential's default is 'mse', a regression "
+            f"loss) y needs one target per output; for integer class labels use "
+            f"loss='cross_entropy' (softmax over the {n_outputs} outputs)")
+
+
 def _class_labels(array, n_classes, name):
+    if array.ndim == 2 and array.shape[1] == 1 and n_classes > 1:
+        warnings.warn(f"{name} has shape {array.shape}, a column, where class labels of shape "
+                      f"({array.shape[0]},) were expected; it is read as labels. Pass "
+                      f"{name}.ravel() to avoid this warning", UserWarning, stacklevel=6)
+        array = array.ravel()
     if array.ndim == 2:
         if array.shape[1] != n_classes:
             raise ValueError(f"{name} is 2-D, so it must be one-hot with {n_classes} columns "
@@ -116,6 +133,24 @@ def check_int(value, name, low):
 
 def check_positive_int(value, name):
     return check_int(value, name, 1)
+
+
+def check_seed(seed, name="seed"):
+    """Return ``numpy.random.default_rng(seed)``, refusing what NumPy would reject with a
+    message about SeedSequence (floats, strings, negative numbers) and bools, naming
+    ``name``."""
+    valid = (f"{name} must be None, an int >= 0, a sequence of such ints, or a "
+             "numpy.random.SeedSequence or Generator")
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{valid}, got {seed!r}")
+    if isinstance(seed, numbers.Integral) and seed < 0:
+        raise ValueError(f"{valid}, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        if isinstance(seed, (numbers.Real, str, bytes)):
+            raise TypeError(f"{valid}, got {type(seed).__name__} {seed!r}") from None
+        raise type(error)(f"{valid}, got {seed!r} ({error})") from None
 
 
 def check_bool(value, name):

@@ -87,7 +87,10 @@ def save(model, path):
     # Not tempfile.mkstemp, whose files are 0600 whatever the umask: 0666 less the umask,
     # as for any new file (O_EXCL: never someone else's file), or the replaced file's mode.
     temporary = os.path.join(folder, f".fastbp-{secrets.token_hex(8)}.tmp")
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:  # name the user's path, not the temporary file's
+        raise _save_error(error, path, folder) from None
     try:
         with os.fdopen(handle, "wb") as file:
             try:
@@ -102,6 +105,45 @@ def save(model, path):
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def _save_error(error, path, folder):
+    """``error`` (from creating the temporary file beside ``path``) retold about ``path``."""
+    if isinstance(error, FileNotFoundError):
+        return FileNotFoundError(error.errno, f"cannot save the model to {path!r}: the folder "
+                                 f"{folder!r} does not exist (create it first, e.g. "
+                                 "os.makedirs(folder, exist_ok=True))")
+    if isinstance(error, NotADirectoryError):
+        return NotADirectoryError(error.errno, f"cannot save the model to {path!r}: a part of "
+                                  f"{folder!r} is a file, not a folder")
+    if isinstance(error, PermissionError):
+        return PermissionError(error.errno, f"cannot save the model to {path!r}: no permission "
+                               f"to create files in the folder {folder!r} (fastbp writes a "
+                               "temporary file there, then renames it)")
+    return error
+
+
+#: The first bytes of a zip archive (what ``np.savez`` writes) and of a ``.npy`` file.
+_ZIP_MAGIC, _NPY_MAGIC = b"PK\x03\x04", b"\x93NUMPY"
+
+
+def _not_a_model_file(path):
+    """Why ``path`` cannot be a fastbp model file, judged by its first bytes (None if it
+    may be one: a zip archive, as ``model.save`` writes)."""
+    with open(path, "rb") as file:
+        head = file.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        return None
+    if not head:
+        return "the file is empty"
+    if head.startswith(_NPY_MAGIC):
+        return ("it is a single NumPy array (.npy, as numpy.save writes); a fastbp model is an "
+                ".npz archive written by model.save(path)")
+    if head[:1] == b"\x80":
+        return ("it holds a Python pickle, which fastbp never writes or reads (load a pickled "
+                "model with pickle.load, only from a source you trust)")
+    return (f"it is not a .npz archive as model.save(path) writes (a zip file, starting with "
+            f"{_ZIP_MAGIC!r}); it starts with {head[:8]!r}")
 
 
 def load(path):
@@ -123,7 +165,9 @@ def load(path):
     FileNotFoundError, PermissionError, IsADirectoryError
         As ``open`` raises them.
     ValueError
-        If the file is truncated, tampered with, from another program or a newer format.
+        "not a fastbp model file" and why, if it is not a ``.npz`` archive (a ``.npy``
+        array, a pickle, anything else); "not a valid fastbp model file" and what is wrong,
+        if it is truncated, tampered with, from another program or a newer format.
 
     Examples
     --------
@@ -138,6 +182,9 @@ def load(path):
     (True, Dense(3, 4, activation='tanh'))
     """
     path = os.fspath(path)
+    why = _not_a_model_file(path)  # FileNotFoundError and the like as open raises them
+    if why is not None:
+        raise ValueError(f"{path} is not a fastbp model file: {why}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if sorted(archive.files) != sorted(_ARRAYS):

@@ -7,13 +7,16 @@ import numpy as np
 
 from . import initializers, io
 from ._native import core as _core
-from .data import (check_int, check_positive_int, check_real, check_sample_weight, check_targets, check_X,
-                   class_weights)
-from .layers import Activation, BoundDense, BoundResidual, Dense, Dropout, Residual
-from .normalization import BatchNorm, BoundNorm, LayerNorm
+from .data import (check_int, check_positive_int, check_real, check_sample_weight, check_seed,
+                   check_targets, check_X, class_weights)
+from . import bound as _bound
+from .bound import BoundDense, BoundNorm, BoundResidual
+from .layers import Activation, Dense, Dropout, Residual
+from .normalization import BatchNorm, LayerNorm
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
 from .plan import Plan
+from .progress import check_verbose
 from .threads import blas_threads, check_threads, for_fit, resolve
 from .callbacks import check_callbacks
 from .training import Trainer, raise_for_status, reported_figures
@@ -40,10 +43,14 @@ def _check_layers(layers):
     """The specs as a tuple, checked: known layer kinds, widths chaining from layer to layer
     (through Residual blocks, whose output width must equal their input width), a Dense
     layer last (the loss is fused with its output), never two Dropouts in a row."""
-    if isinstance(layers, _LAYER_KINDS) or not hasattr(layers, "__iter__"):
-        raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}; "
-                        "wrap a single layer in a list: Sequential([layer])")
-    specs = tuple(layers)
+    if isinstance(layers, _LAYER_KINDS):
+        raise TypeError(f"layers must be a list of layers, got a single {type(layers).__name__}; "
+                        f"wrap it in a list: Sequential([{layers!r}])")
+    try:
+        specs = tuple(layers)
+    except TypeError:
+        raise TypeError("layers must be a list of fastbp layers, got "
+                        f"{type(layers).__name__}") from None
     if not any(isinstance(spec, Dense) for spec in specs):
         raise ValueError("layers must hold at least one Dense layer")
     _check_chain(specs, "layers", None)
@@ -157,7 +164,9 @@ class Sequential:
         ``torch.nn.L1Loss``; its gradient at a zero residual is 0).
     dtype : {"float32", "float64"}, default "float32"
         Precision of parameters and arithmetic; inputs are converted once per call.
-    seed : int or None
+    seed : int, None or numpy.random.Generator
+        An int >= 0 (or a sequence of them, or a ``numpy.random.SeedSequence`` or
+        ``Generator``, as ``numpy.random.default_rng`` takes); None draws fresh entropy.
         Seeds initialisation (each layer's ``init`` and ``bias_init``, see :class:`Dense`),
         shuffling and dropout masks; a fixed seed makes training bitwise repeatable at a
         fixed BLAS thread count. With dropout, the model draws its dropout seed from this
@@ -175,9 +184,12 @@ class Sequential:
     Attributes
     ----------
     layers : tuple of BoundDense and Dropout
-        The layers in the order given: each Dense layer's spec with ``weight``
-        (in_features, out_features) and ``bias`` (out_features,) as writable views into
-        :attr:`parameters`, and each Dropout spec as it is (it has no parameters). Lists
+        The layers in the order given, the same objects on every access: each Dense
+        layer's spec with ``weight`` (in_features, out_features) and ``bias``
+        (out_features,) as writable views into :attr:`parameters` (assigning
+        ``layer.weight = W`` copies ``W`` in after checking its shape and dtype), and each
+        Dropout spec as it is (it has no parameters). :meth:`get_weights` and
+        :meth:`set_weights` read and write them all at once. Lists
         that have one entry per Dense layer (the gradients of :meth:`gradients`, the
         per-layer figures of a ``History``) count Dense layers only.
     parameters : ndarray of shape (n_parameters,)
@@ -190,9 +202,10 @@ class Sequential:
         check_output_activation(self._loss, specs[-1].activation_code, len(specs) - 1)
         self._specs = specs
         self._plan = Plan(specs, self._loss, _check_dtype(dtype))
-        self._rng = np.random.default_rng(seed)
+        self._rng = check_seed(seed)
         self._optimizer = None
         self._lock = threading.RLock()
+        self._layers = self._bind_layers()
         self.stop_training = False   # a callback sets it to end fit after the current epoch
         self.threads = check_threads(threads)
         self._initialise()
@@ -222,40 +235,73 @@ class Sequential:
 
     @property
     def layers(self):
-        plan = self._plan
-        ops = iter(range(len(plan.table)))  # flatten's order (fastbp.plan)
+        return self._layers
 
-        def bind(specs):
+    def _bind_layers(self):
+        """The layers with parameters bound to views of the plan's buffers; built once and
+        kept, so ``model.layers[0] is model.layers[0]`` (rebind if a buffer is reallocated).
+        Residual blocks hold their own bound layers; the ops follow fastbp.plan.flatten."""
+        plan = self._plan
+        ops = iter(range(len(plan.table)))
+
+        def bind(specs, prefix):
             bound = []
-            for spec in specs:
+            for index, spec in enumerate(specs):
+                label = f"{prefix}{index}" if prefix else index
                 if isinstance(spec, Dropout) and spec.rate == 0:  # no op
                     bound.append(spec)
                     continue
                 op = next(ops)
                 if isinstance(spec, Residual):
-                    spec = BoundResidual(spec, bind(spec.layers))
+                    spec = BoundResidual(spec, bind(spec.layers, f"{label}].layers["))
                     next(ops)  # its add
                 elif isinstance(spec, Dense):
-                    spec = BoundDense(spec, *plan.pair(plan.params, op))
+                    weight, bias = plan.pair(plan.params, op)
+                    spec = BoundDense(spec, {"weight": weight, "bias": bias}, label)
                 elif isinstance(spec, (BatchNorm, LayerNorm)):
-                    views = plan.pair(plan.params, op) if spec.affine else (None, None)
-                    stats = (plan.running_stats(op) if isinstance(spec, BatchNorm)
-                             else (None, None))
-                    spec = BoundNorm(spec, *views, *stats)
+                    views = dict(zip(("weight", "bias"), plan.pair(plan.params, op))
+                                 if spec.affine else ())
+                    if isinstance(spec, BatchNorm):
+                        views.update(zip(("running_mean", "running_var"), plan.running_stats(op)))
+                    spec = BoundNorm(spec, views, label)
                 bound.append(spec)
             return tuple(bound)
 
-        return bind(self._specs)
+        return bind(self._specs, "")
 
     def _bound_layers(self):
         """Every bound layer, Residual blocks opened, in op order."""
-        def walk(layers):
-            for layer in layers:
-                if isinstance(layer, BoundResidual):
-                    yield from walk(layer.layers)
-                else:
-                    yield layer
-        return list(walk(self.layers))
+        return list(_bound.walk(self.layers))
+
+    @_exclusive
+    def get_weights(self):
+        """Copies of the parameters, as Keras's ``get_weights``.
+
+        Returns
+        -------
+        list of ndarray
+            For each Dense layer in :attr:`layers` order, its weight (in_features,
+            out_features), then its bias (out_features,).
+        """
+        return _bound.get_weights(self.layers)
+
+    @_exclusive
+    def set_weights(self, weights):
+        """Copy ``weights`` into the parameters, as Keras's ``set_weights``.
+
+        Parameters
+        ----------
+        weights : list of array-like
+            In :meth:`get_weights` order and shapes; real numbers, cast to the model's
+            dtype. All are checked before any is written, so a bad list leaves the model
+            as it was.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the first bad entry (``weights[k]``, and the parameter it is for).
+        """
+        _bound.set_weights(self.layers, weights)
 
     def _dense_layers(self):
         return [layer for layer in self._bound_layers() if isinstance(layer, BoundDense)]
@@ -290,20 +336,33 @@ class Sequential:
         return (f"Sequential([\n    {layers}],\n    loss={self.loss!r}, dtype={self.dtype.name!r}, "
                 f"n_parameters={self._plan.n_params})")
 
-    def summary(self, batch_size=32):
-        """A table of the layers and the memory the model uses, training at ``batch_size``.
+    def summary(self, batch_size=32, print_fn=print):
+        """Print a table of the layers and the memory the model uses, training at
+        ``batch_size`` (as Keras's ``summary``).
+
+        The table: per layer (a Residual block's layers after it, numbered ``i.j``),
+        widths, activation or kind, parameter count; then the bytes of the parameter,
+        gradient and optimizer-state buffers, of BatchNorm's running statistics, and of
+        the training workspace (gathered input batch, every layer's output, the deltas, the
+        pre-activation of each gelu or swish Dense layer, the dropped input after each
+        Dropout, LayerNorm's per-row figures, BatchNorm's batch figures).
+
+        Parameters
+        ----------
+        batch_size : int, default 32
+        print_fn : callable or None, default print
+            Called with each line of the table (Keras's convention; e.g. ``logger.info``
+            or ``lines.append``). None prints nothing and returns the table instead.
 
         Returns
         -------
-        str
-            Per layer (a Residual block's layers indented under it): widths, activation
-            or settings, parameter count; then the bytes of the parameter, gradient and
-            optimizer-state buffers, of BatchNorm's running statistics, and of the training
-            workspace (gathered input batch, every layer's output, the deltas, the
-            pre-activation of each gelu or swish Dense layer, the dropped input after each
-            Dropout, LayerNorm's per-row figures, BatchNorm's batch figures).
+        str or None
+            The table as one string when ``print_fn`` is None, else None.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"print_fn must be a callable (such as print) or None, got "
+                            f"{type(print_fn).__name__}")
         plan, itemsize = self._plan, self.dtype.itemsize
         lines = [f"Sequential, loss={self.loss!r}, dtype={self.dtype.name!r}",
                  f"{'layer':<7}  {'in':>6}  {'out':>6}  {'kind':<16} {'parameters':>11}"]
@@ -318,7 +377,11 @@ class Sequential:
                      if plan.stats.size else ""),
                   f"training workspace at batch {batch_size}: "
                   f"{plan.workspace_bytes(batch_size) / kib:,.1f} KiB"]
-        return "\n".join(lines)
+        if print_fn is None:
+            return "\n".join(lines)
+        for line in lines:
+            print_fn(line)
+        return None
 
     def _initialise(self):
         for layer in self._bound_layers():
@@ -519,9 +582,11 @@ class Sequential:
             The same instance continues from the model's state; a new one starts afresh.
         shuffle : bool, default True
             Draw a new row order each epoch from the model's seeded generator.
-        verbose : int, default 0
+        verbose : {0, 1, 2}, default 0
             0 is silent; 1 shows a progress bar per epoch (tqdm, if installed and writing
-            to a terminal) or prints one line per epoch.
+            to a terminal) or prints one line per epoch; 2 always prints one line per
+            epoch, never a bar (as Keras). True and False mean 1 and 0; anything else
+            raises.
         threads : "auto", int or None
             BLAS threads for this call; None uses the model's ``threads`` setting. With
             "auto" and large enough GEMMs, fit picks between one thread and the caller's
@@ -560,6 +625,7 @@ class Sequential:
         """
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
+        verbose = check_verbose(verbose)
         check_threads(threads)
         if max_time is not None:
             max_time = check_real(max_time, "max_time", 0.0, low_inclusive=False)

@@ -10,6 +10,7 @@ Optimizer objects hold settings only; the state (moments, step count) lives in t
 trains with them, so one instance can drive several models, and a model saves its state.
 Passing a different optimizer instance to a model starts from fresh state.
 """
+import warnings
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
 
@@ -146,6 +147,9 @@ def optimizer_from_config(config):
     classes = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
     if kind not in classes:
         raise ValueError(f"unknown optimizer type {kind!r}; valid: {sorted(classes)}")
+    if kind in ("Adam", "AdamW") and ("beta1" in settings or "beta2" in settings):
+        # Files store beta1 and beta2 (see Adam.to_config): not the deprecated keywords.
+        settings["betas"] = (settings.pop("beta1", 0.9), settings.pop("beta2", 0.999))
     if settings.get("schedule") is not None:
         from .schedules import from_config
 
@@ -200,7 +204,25 @@ class SGD(Optimizer):
         return 1 if self.momentum != 0 else 0
 
 
-@dataclass
+def _adam_betas(betas, beta1, beta2, owner):
+    """``betas`` with the deprecated ``beta1``/``beta2`` keywords folded in (warning)."""
+    if beta1 is None and beta2 is None:
+        return betas
+    warnings.warn(f"{owner}(beta1=..., beta2=...) is deprecated; pass betas=(beta1, beta2) "
+                  "as torch.optim.Adam does", DeprecationWarning, stacklevel=3)
+    first, second = _betas_pair(betas)
+    return (first if beta1 is None else beta1, second if beta2 is None else beta2)
+
+
+def _betas_pair(betas):
+    """``betas`` as a pair (unchecked numbers), or TypeError naming it."""
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2) such as (0.9, 0.999), as in "
+                        f"torch.optim.Adam, got {betas!r}")
+    return tuple(betas)
+
+
+@dataclass(init=False)
 class Adam(Optimizer):
     """Adam (Kingma & Ba), as ``torch.optim.Adam`` (epsilon outside the square root)::
 
@@ -209,53 +231,99 @@ class Adam(Optimizer):
         v = beta2 * v + (1 - beta2) * g²
         p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
-    with ``t`` the 1-based update count. State: ``m`` then ``v``.
+    with ``t`` the 1-based update count and ``(beta1, beta2) = betas``. State: ``m`` then
+    ``v``.
 
     Parameters
     ----------
     lr : float, default 0.001
-    beta1, beta2 : float, default 0.9, 0.999
-        In [0, 1).
+    betas : (float, float), default (0.9, 0.999)
+        ``(beta1, beta2)``, each in [0, 1), as ``torch.optim.Adam``'s ``betas``.
     eps : float, default 1e-8
         > 0.
     weight_decay, l1, clip_norm, clip_value, schedule
-        See :class:`Optimizer`.
+        See :class:`Optimizer` (keyword-only).
+    beta1, beta2 : float, optional
+        Deprecated (a ``DeprecationWarning``): the names before ``betas``; each replaces
+        its entry of ``betas``.
+
+    Attributes
+    ----------
+    beta1, beta2 : float
+        ``betas[0]`` and ``betas[1]`` (setting them is deprecated: set ``betas``).
 
     Examples
     --------
     >>> import fastbp as fb
     >>> model = fb.mlp([4, 8, 3], activation="relu", loss="cross_entropy", seed=0)
     >>> X, y = [[0.0, 1.0, 2.0, 3.0]] * 6, [0, 1, 2, 0, 1, 2]
-    >>> history = model.fit(X, y, epochs=2, batch_size=3, optimizer=fb.Adam(lr=1e-3))
-    >>> len(history.loss)
-    2
+    >>> optimizer = fb.Adam(lr=1e-3, betas=(0.9, 0.99))
+    >>> history = model.fit(X, y, epochs=2, batch_size=3, optimizer=optimizer)
+    >>> len(history.loss), optimizer.beta2
+    (2, 0.99)
     """
 
     lr: float = 0.001
-    beta1: float = 0.9
-    beta2: float = 0.999
+    betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
 
     code = OptimizerCode.ADAM
 
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, *, beta1=None, beta2=None,
+                 weight_decay=None, l1=0.0, clip_norm=None, clip_value=None, schedule=None):
+        self.lr, self.eps = lr, eps
+        self.betas = _adam_betas(betas, beta1, beta2, type(self).__name__)
+        # AdamW's default decay differs: each class's field default.
+        self.weight_decay = (type(self).__dataclass_fields__["weight_decay"].default
+                             if weight_decay is None else weight_decay)
+        self.l1, self.clip_norm, self.clip_value, self.schedule = l1, clip_norm, clip_value, schedule
+        self.__post_init__()
+
+    @property
+    def beta1(self):
+        return self.betas[0]
+
+    @beta1.setter
+    def beta1(self, value):
+        warnings.warn("setting beta1 is deprecated; set betas = (beta1, beta2)",
+                      DeprecationWarning, stacklevel=2)
+        self.betas = (value, _betas_pair(self.betas)[1])
+
+    @property
+    def beta2(self):
+        return self.betas[1]
+
+    @beta2.setter
+    def beta2(self, value):
+        warnings.warn("setting beta2 is deprecated; set betas = (beta1, beta2)",
+                      DeprecationWarning, stacklevel=2)
+        self.betas = (_betas_pair(self.betas)[0], value)
+
     def _check_rule(self):
-        self.beta1 = _check_fraction(self.beta1, "beta1")
-        self.beta2 = _check_fraction(self.beta2, "beta2")
+        first, second = _betas_pair(self.betas)
+        self.betas = (_check_fraction(first, "betas[0] (beta1)"),
+                      _check_fraction(second, "betas[1] (beta2)"))
         self.eps = check_real(self.eps, "eps", 0.0, low_inclusive=False)
 
     def state_slots(self):
         return 2
 
+    def to_config(self):
+        # Files keep beta1 and beta2 (format version 3, readable by earlier fastbp).
+        config = super().to_config()
+        config["beta1"], config["beta2"] = config.pop("betas")
+        return config
 
-@dataclass
+
+@dataclass(init=False)
 class AdamW(Adam):
     """Adam with decoupled weight decay, as ``torch.optim.AdamW``: before Adam's step
     (without L2), the weights shrink by ``W = W * (1 - lr * weight_decay)``.
 
     Parameters
     ----------
-    lr, beta1, beta2, eps
-        As for :class:`Adam`.
+    lr, betas, eps
+        As for :class:`Adam` (and the deprecated ``beta1``, ``beta2``).
     weight_decay : float, default 0.01
         The decoupled decay (weights only).
     l1, clip_norm, clip_value, schedule

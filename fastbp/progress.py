@@ -1,6 +1,22 @@
-"""What fit prints: nothing (verbose=0), or per epoch a progress bar (tqdm, when installed
-and writing to a terminal) or one line when the epoch ends."""
+"""What fit prints: nothing (verbose=0); per epoch a progress bar (tqdm, when installed
+and writing to a terminal) or else one line when the epoch ends (verbose=1); or always one
+line per epoch, never a bar (verbose=2, as Keras, e.g. for log files)."""
+import numbers
 import sys
+
+#: What each accepted ``verbose`` means (True and False are 1 and 0).
+VERBOSE_LEVELS = {0: "silent", 1: "a progress bar per epoch (one line without a terminal)",
+                  2: "one line per epoch"}
+
+
+def check_verbose(verbose, name="verbose"):
+    """Return ``verbose`` as 0, 1 or 2; anything else raises naming ``name``."""
+    if not isinstance(verbose, numbers.Integral) or int(verbose) not in VERBOSE_LEVELS:
+        levels = "; ".join(f"{level} {meaning}" for level, meaning in VERBOSE_LEVELS.items())
+        kind = type(verbose).__name__
+        raise (ValueError if isinstance(verbose, numbers.Integral) else TypeError)(
+            f"{name} must be 0, 1 or 2 ({levels}), got {kind} {verbose!r}")
+    return int(verbose)
 
 
 def _tqdm():
@@ -13,10 +29,10 @@ def _tqdm():
 
 class Progress:
     def __init__(self, verbose, stream=None):
-        self.verbose = verbose
+        self.verbose = check_verbose(verbose)
         self.stream = sys.stdout if stream is None else stream
         isatty = getattr(self.stream, "isatty", lambda: False)()
-        self._tqdm = _tqdm() if verbose and isatty else None
+        self._tqdm = _tqdm() if self.verbose == 1 and isatty else None
         self._bar = None
 
     def start_epoch(self, epoch, epochs, n_samples):

@@ -311,8 +311,12 @@ class Warmup(Schedule):
         :class:`ReduceOnPlateau` (its factor follows the monitored losses, not ``t``) and
         not another :class:`Warmup` (one ramp at the start; make ``length`` longer instead).
         ``Constant()`` is the same as None and is stored as None.
-    start_factor : float, default 0.0
-        Factor at ``t = 0``, in [0, 1].
+    start_factor : float or None, default None
+        Factor at ``t = 0``, in [0, 1]. None means ``1 / (length + 1)``: unit ``t`` of the
+        warm-up then runs at ``(t + 1) / (length + 1)`` of the rate, so the first epoch
+        (or step) already trains and the rate rises in equal steps to the full rate at
+        ``t = length``. (The default used to be 0, a first unit at rate 0; pass
+        ``start_factor=0.0`` for that ramp. Saved schedules keep their value.)
     per : {"epoch", "step"} or None, default None
         The unit of ``length``. A warm-up counts in the unit of the schedule that follows
         it, so with ``then`` this is ``then.per`` (passing a different value is an error);
@@ -320,19 +324,20 @@ class Warmup(Schedule):
 
     Notes
     -----
-    With ``per="epoch"`` and ``start_factor=0`` the whole first epoch runs at rate 0: its
-    updates change nothing (momentum still accumulates zero). Warm up per step, or give a
-    positive ``start_factor``, to make use of it.
+    With ``start_factor=0`` the whole first unit runs at rate 0 (with ``per="epoch"``, an
+    epoch whose updates change nothing), which is why the default starts above 0.
 
     Examples
     --------
     >>> Warmup(4, then=ExponentialDecay(0.5)).factor(np.arange(7))
-    array([0.  , 0.25, 0.5 , 0.75, 1.  , 0.5 , 0.25])
+    array([0.2 , 0.4 , 0.6 , 0.8 , 1.  , 0.5 , 0.25])
+    >>> Warmup(4, start_factor=0.0).factor(np.arange(6))
+    array([0.  , 0.25, 0.5 , 0.75, 1.  , 1.  ])
     """
 
     length: int
     then: Schedule = None
-    start_factor: float = 0.0
+    start_factor: float = None
     per: str = None
 
     name = "warmup"
@@ -349,7 +354,8 @@ class Warmup(Schedule):
         if isinstance(then, Constant):
             then = None
         _settle(self, "then", then)
-        _settle(self, "start_factor", check_real(self.start_factor, "start_factor", 0.0, high=1.0))
+        start = 1.0 / (self.length + 1) if self.start_factor is None else self.start_factor
+        _settle(self, "start_factor", check_real(start, "start_factor", 0.0, high=1.0))
         if then is None:
             _settle(self, "per", "epoch" if self.per is None else _check_per(self.per))
         elif self.per is None:

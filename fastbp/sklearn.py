@@ -31,7 +31,7 @@ C. The exact mapping. scikit-learn's gradient of a batch of ``B`` rows is ``g + 
      when sklearn's rate changes between epochs ('invscaling', 'adaptive') the buffer (the
      model's optimizer state) is rescaled by ``old/new``, so the two stay the same algorithm
      step for step.
-   * Adam: ``fastbp.Adam(lr, beta1, beta2, eps=c·epsilon, weight_decay=c·alpha/B)`` (but
+   * Adam: ``fastbp.Adam(lr, betas=(beta_1, beta_2), eps=c·epsilon, weight_decay=c·alpha/B)`` (but
      see D for ``eps``).
    * L-BFGS: the objective and gradient handed to SciPy are fastbp's divided by ``c``, with
      ``weight_decay = c·alpha/n_samples``.
@@ -523,8 +523,9 @@ class _BaseMLP(BaseEstimator):
                 optimizer = SGD(lr=self._learning_rate / c, momentum=float(self.momentum),
                                 nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
             else:
-                optimizer = Adam(lr=float(self.learning_rate_init), beta1=float(self.beta_1),
-                                 beta2=float(self.beta_2), eps=c * float(self.epsilon))
+                optimizer = Adam(lr=float(self.learning_rate_init),
+                                 betas=(float(self.beta_1), float(self.beta_2)),
+                                 eps=c * float(self.epsilon))
             self._steps = 0
         optimizer.weight_decay = c * float(self.alpha) / batch_size
         self._batches_per_epoch = -(-n_samples // batch_size)

@@ -107,3 +107,39 @@ def test_console_script(tmp_path):
     result = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "usage: fastbp" in result.stdout
+
+
+
+def test_version_prints_the_package_version(capsys):
+    import fastbp
+    from fastbp.__main__ import program_name
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"{program_name()} {fastbp.__version__}\n"
+    result = run_installed(["--version"], Path.cwd().parent)
+    assert result.returncode == 0 and result.stdout == f"python -m fastbp {fastbp.__version__}\n"
+
+
+def test_the_full_benchmark_s_duration_is_one_figure_everywhere(capsys):
+    """The command line's help, the quick run's note and the README quote the same
+    (approximate) durations, those of fastbp.benchmarks.run, which agree with the 898 s
+    the README's tables took."""
+    import re
+
+    from fastbp.benchmarks import run
+
+    one, both = run.FULL_RUN_MINUTES, run.FULL_RUN_BOTH_KERNELS_MINUTES
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"the full benchmark (about {one} minutes)" in help_text
+    assert f"--kernels both and again with OpenBLAS's own kernels (about {both} minutes)" in help_text
+    note = run.settings_from(run.build_parser().parse_args(["--quick"])).describe()
+    assert f"about {one} minutes, {both} with --kernels both" in " ".join(note.split())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert {int(m) for m in re.findall(r"about (\d+) min", readme)} == {one, both}
+    assert "20 minutes" not in help_text and "14 min" not in readme
+    seconds = int(re.search(r"--kernels both` \((\d+) s\)", readme).group(1))
+    assert round(seconds / 60) == both

@@ -33,7 +33,7 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
 def test_the_modules_have_examples():
     """The doctest run above is not vacuous: these modules' examples are found and run."""
     finder = doctest.DocTestFinder(exclude_empty=True)
-    for name in ("fastbp.datasets", "fastbp.io", "fastbp.optimizers", "fastbp.layers",
+    for name in ("fastbp.datasets", "fastbp.io", "fastbp.optimizers", "fastbp.layers", "fastbp.bound", "fastbp.normalization",
                  "fastbp.schedules", "fastbp.callbacks", "fastbp.gradcheck",
                  "fastbp.activations", "fastbp.losses"):
         module = importlib.import_module(name)

@@ -69,3 +69,28 @@ def test_mnist1d_without_the_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)
     with pytest.raises(SystemExit, match="pip install mnist1d"):
         example("mnist1d").main(["--epochs", "1"])
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in EXAMPLES.glob("*.py")))
+def test_help_shows_the_whole_description_and_every_option_s_help(name, capsys, monkeypatch):
+    import argparse
+
+    module = example(name)
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    first_paragraph = module.__doc__.strip().split("\n\n")[0]
+    assert " ".join(first_paragraph.split()) in out  # not cut at its first line
+    parsers = []
+
+    def capture(parser, args=None, namespace=None):
+        parsers.append(parser)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        module.main([])
+    options = [action for action in parsers[0]._actions if action.option_strings]
+    assert len(options) >= 2  # --help and at least one of the example's own
+    assert [action.dest for action in options if not action.help] == []

@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import subprocess
+import re
 import sys
 import time
 import tracemalloc
@@ -221,7 +222,7 @@ def load_or_refuse(path, model):
     try:
         loaded = fb.load(path)
     except ValueError as error:
-        assert "not a valid fastbp model file" in str(error)
+        assert re.search("not a (valid )?fastbp model file", str(error))
         return "refused"
     assert_same_model(loaded, model)
     return "loaded"
@@ -251,7 +252,7 @@ def test_every_truncation_is_refused(tmp_path, small_file):
     path = tmp_path / "m.npz"
     for length in range(len(good)):
         path.write_bytes(good[:length])
-        with pytest.raises(ValueError, match="not a valid fastbp model file"):
+        with pytest.raises(ValueError, match="not a (valid )?fastbp model file"):
             fb.load(path)
 
 
@@ -343,6 +344,6 @@ def test_pickled_objects_are_refused_unopened(tmp_path, small_file, how):
     path, marker = tmp_path / "m.npz", tmp_path / "pickle-ran"
     path.write_bytes(good)
     PICKLES[how](path, Payload(marker))
-    with pytest.raises(ValueError, match="not a valid fastbp model file"):
+    with pytest.raises(ValueError, match="not a (valid )?fastbp model file"):
         fb.load(path)
     assert not marker.exists(), "load unpickled the payload"

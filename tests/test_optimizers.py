@@ -23,7 +23,7 @@ OPTIMIZERS = {
     "nesterov": lambda: fb.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.05),
     "sgd-l1-clip": lambda: fb.SGD(lr=0.1, momentum=0.5, l1=0.01, clip_norm=1.5, clip_value=0.4),
     "adam": lambda: fb.Adam(lr=0.01),
-    "adam-wd": lambda: fb.Adam(lr=0.01, weight_decay=0.1, beta1=0.8, beta2=0.95, eps=1e-6),
+    "adam-wd": lambda: fb.Adam(lr=0.01, weight_decay=0.1, betas=(0.8, 0.95), eps=1e-6),
     "adam-clip": lambda: fb.Adam(lr=0.01, clip_norm=0.7),
     "adamw": lambda: fb.AdamW(lr=0.01),
     "adamw-l1": lambda: fb.AdamW(lr=0.02, weight_decay=0.3, l1=0.02, clip_value=0.5),
@@ -229,7 +229,7 @@ def torch_pair(optimizer, p):
     if kind == "SGD":
         made = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
     elif kind in ("Adam", "AdamW"):
-        made = getattr(torch.optim, kind)(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+        made = getattr(torch.optim, kind)(groups, lr=o.lr, betas=o.betas, eps=o.eps)
     elif kind == "RMSprop":
         made = torch.optim.RMSprop(groups, lr=o.lr, alpha=o.alpha, eps=o.eps,
                                    momentum=o.momentum)

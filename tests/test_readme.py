@@ -32,6 +32,10 @@ def test_quick_start_runs():
     assert namespace["proba"].shape == (5, 10)
     assert len(namespace["history"].loss) == 10
     assert "accuracy" in printed.getvalue()
+    # The number printed is a held-out score: rows the model never trained on.
+    assert "model.evaluate(X_test, y_test)" in code and "evaluate(X, y)" not in code
+    assert namespace["X"].shape == (8192, 64) and namespace["X_test"].shape == (2048, 64)
+    assert namespace["model"].evaluate(namespace["X_test"], namespace["y_test"])["accuracy"] > 0.5
 
 
 def test_full_training_example_is_the_script_that_draws_its_figure(tmp_path):

@@ -26,10 +26,11 @@ HAND = [
     (InverseScaling(power=0.0), [1.0] * 10),
     (CosineDecay(4), [1, (1 + math.sqrt(.5)) / 2, .5, (1 - math.sqrt(.5)) / 2, 0, 0, 0, 0, 0, 0]),
     (CosineDecay(2, final_factor=0.2), [1, .6, .2, .2, .2, .2, .2, .2, .2, .2]),
-    (Warmup(4), [0, .25, .5, .75, 1, 1, 1, 1, 1, 1]),
+    (Warmup(4), [.2, .4, .6, .8, 1, 1, 1, 1, 1, 1]),  # starts at 1 / (length + 1)
+    (Warmup(4, start_factor=0.0), [0, .25, .5, .75, 1, 1, 1, 1, 1, 1]),
     (Warmup(2, start_factor=0.5), [.5, .75, 1, 1, 1, 1, 1, 1, 1, 1]),
     (Warmup(3, then=StepDecay(2, gamma=0.1)),
-     [0, 1 / 3, 2 / 3, 1, 1, .1, .1, .01, .01, .001]),
+     [.25, .5, .75, 1, 1, .1, .1, .01, .01, .001]),
     (Warmup(2, then=CosineDecay(4, final_factor=0.1, per="step"), start_factor=0.2),
      [.2, .6, 1, .1 + .9 * (1 + math.sqrt(.5)) / 2, .55, .1 + .9 * (1 - math.sqrt(.5)) / 2,
       .1, .1, .1, .1]),
@@ -86,7 +87,7 @@ def test_warmup_then_cosine_per_step():
     schedule = Warmup(10, then=CosineDecay(90, final_factor=0.01, per="step"))
     assert schedule.per == "step"
     factor = schedule.factor(np.arange(120))
-    np.testing.assert_allclose(factor[:10], np.arange(10) / 10)
+    np.testing.assert_allclose(factor[:10], np.arange(1, 11) / 11)
     assert factor[10] == 1.0  # the decay starts at its own t = 0 when the warm-up ends
     np.testing.assert_allclose(factor[55], 0.01 + 0.99 * 0.5, rtol=1e-14)  # half-way
     assert np.all(np.diff(factor[10:100]) < 0) and np.all(factor[100:] == 0.01)
@@ -284,7 +285,7 @@ def test_config_holds_every_parameter():
     assert StepDecay(4, gamma=0.5, per="step").to_config() == {
         "name": "step_decay", "step_size": 4, "gamma": 0.5, "per": "step"}
     assert Warmup(2, CosineDecay(8)).to_config() == {
-        "name": "warmup", "length": 2, "start_factor": 0.0, "per": "epoch",
+        "name": "warmup", "length": 2, "start_factor": 1 / 3, "per": "epoch",
         "then": {"name": "cosine_decay", "period": 8, "final_factor": 0.0, "per": "epoch"}}
     assert ReduceOnPlateau().to_config() == {
         "name": "reduce_on_plateau", "factor": 0.1, "patience": 10, "threshold": 1e-4,

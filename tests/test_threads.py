@@ -156,7 +156,7 @@ def test_bad_threads_are_refused_before_training(bad, error):
 
 def test_summary_reports_layers_and_workspace_bytes():
     model = fb.mlp([784, 128, 10], loss="cross_entropy")
-    text = model.summary(batch_size=64)
+    text = model.summary(batch_size=64, print_fn=None)
     assert "100,480" in text and "1,290" in text
     # workspace per row: 784 input + 128 + 10 outputs + 128 delta scratch, float32
     assert f"{64 * (784 + 128 + 10 + 128) * 4 / 1024:,.1f} KiB" in text
