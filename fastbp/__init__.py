@@ -15,10 +15,9 @@ except ModuleNotFoundError as error:  # pragma: no cover - depends on how Python
         "build in place with `python -m pip install -e .`.") from error
 
 from .gradcheck import check_gradients
-from .io import load
 from .layers import Activation, Dense, Dropout, Residual
 from .losses import Loss
-from .model import Sequential, mlp
+from .model import Sequential, load, mlp
 from .normalization import BatchNorm, LayerNorm
 from . import callbacks, schedules
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop

@@ -15,11 +15,15 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
 
         numeric = (L(p + eps) - L(p - eps)) / (2 eps)
 
-    where ``L`` is the mean loss on (X, y) plus ``weight_decay / 2 * sum(||W||²)``. The error
-    of each parameter array (every layer's weight, every layer's bias) is
+    where ``L`` is the mean loss on (X, y) plus ``weight_decay / 2 * sum(||W||²)``; with
+    BatchNorm layers, the training loss: each takes the statistics of the batch (X), as
+    :meth:`Sequential.gradients` does. The error of each parameter array (every layer's
+    weight and bias, every norm's ``γ`` and ``β``) is
     ``max |analytic - numeric| / max |numeric|`` over its checked entries: relative to the
     array's scale, so entries near zero, whose finite differences are all round-off, do not
-    dominate. The largest over the arrays is returned.
+    dominate (and an array whose gradient is zero, such as a bias right before a BatchNorm,
+    is measured against 1e-6 of the largest gradient instead). The largest over the arrays
+    is returned.
 
     Parameters
     ----------
@@ -70,8 +74,11 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
     plan, params = twin._plan, twin.parameters
 
     def objective():
-        if dropout_step is not None:  # the loss through the same masks (gradients are junk)
-            return _core.gradients(plan, X, Y, labels, weight_decay, dropout_step=dropout_step)
+        # Through the same dropout masks, or with BatchNorm's batch statistics (what the
+        # gradients differentiate; evaluate uses the running ones): the training loss.
+        if dropout_step is not None or plan.has_batchnorm:  # (its gradients are junk)
+            return _core.gradients(plan, X, Y, labels, weight_decay,
+                                   dropout_step=-1 if dropout_step is None else dropout_step)
         weights = params[:plan.n_weights]
         return _core.evaluate(plan, X, Y, labels)[0] + 0.5 * weight_decay * weights @ weights
 
@@ -90,12 +97,17 @@ def check_gradients(model, X, y, weight_decay=0.0, eps=1e-5, max_checks=None, se
         params[i] = original
         numeric[i] = (upper - lower) / (2 * eps)
     worst = 0.0
+    # An array whose gradient is exactly zero (a bias before BatchNorm, which subtracts the
+    # mean) has only round-off on both sides: its scale is floored at 1e-6 of the largest.
+    checked_all = ~np.isnan(numeric)
+    floor = 1e-6 * max(np.abs(analytic[checked_all]).max(initial=0.0),
+                       np.abs(numeric[checked_all]).max(initial=0.0))
     for pair in plan.pairs(np.arange(params.shape[0])):  # each weight, bias, γ and β
         for positions in pair:
             positions = positions.ravel()
             checked = ~np.isnan(numeric[positions])
             if checked.any():
                 a, n = analytic[positions][checked], numeric[positions][checked]
-                scale = max(np.abs(a).max(), np.abs(n).max(), 1e-300)
+                scale = max(np.abs(a).max(), np.abs(n).max(), floor, 1e-300)
                 worst = max(worst, float(np.abs(a - n).max() / scale))
     return worst

@@ -1,11 +1,14 @@
 """Saving and loading models: a documented ``.npz`` file that never needs pickle.
 
-Format (version 3), an uncompressed NumPy ``.npz`` archive holding exactly three arrays:
+Format (version 4), an uncompressed NumPy ``.npz`` archive holding exactly four arrays:
 
 ``config``
-    A 0-d unicode array: JSON with ``format`` ("fastbp.Sequential"), ``version`` (3),
+    A 0-d unicode array: JSON with ``format`` ("fastbp.Sequential"), ``version`` (4),
     ``layers`` (in order; each ``{"type": "dense", "in_features", "out_features",
-    "activation", "init", "bias_init"}`` or ``{"type": "dropout", "rate"}``), ``loss``,
+    "activation", "init", "bias_init"}``, ``{"type": "dropout", "rate"}``,
+    ``{"type": "activation", "activation"}``, ``{"type": "batchnorm", "num_features",
+    "momentum", "eps", "affine"}``, ``{"type": "layernorm", "num_features", "eps",
+    "elementwise_affine"}`` or ``{"type": "residual", "layers": [...]}``), ``loss``,
     ``dtype``, ``threads``, ``optimizer`` (``null``, or its ``type`` and settings, the
     schedule included with its state), ``steps`` and ``epochs`` (updates and fit epochs since
     the optimizer state was created), ``training_steps`` (training batches over the model's
@@ -13,12 +16,17 @@ Format (version 3), an uncompressed NumPy ``.npz`` archive holding exactly three
     layer drops out, else ``null``) and ``rng`` (the state of the model's NumPy generator,
     so shuffling resumes where it stopped).
 ``parameters``
-    The flat parameter buffer (all weights row-major in layer order, then all biases).
+    The flat parameter buffer (all Dense weights row-major in layer order, then every
+    Dense bias and norm ``γ``, ``β`` in layer order).
 ``optimizer_state``
     The flat optimizer state: the optimizer's state slots back to back, each as long as
     the parameters (e.g. SGD velocity; Adam's first then second moments).
+``statistics``
+    BatchNorm's running statistics: per BatchNorm layer in order, its running mean then
+    its running variance (empty without BatchNorm).
 
-Older files still load: version 2 (no dropout; layers without ``type`` are dense, and
+Older files still load: version 3 (Dense and Dropout layers only, no ``statistics``),
+version 2 (no dropout; layers without ``type`` are dense, and
 those written before ``init`` and ``bias_init`` existed read as "auto" and "zeros") and
 version 1 (SGD only, no step counts). A version 1 or 2 file cannot hold a Dropout layer,
 ``training_steps`` or ``dropout_seed``; one that does is refused.
@@ -37,12 +45,14 @@ import zipfile
 import numpy as np
 
 from .data import check_finite
-from .layers import Dense, Dropout
+from .layers import Activation, Dense, Dropout, Residual
+from .normalization import BatchNorm, LayerNorm
 from .optimizers import optimizer_from_config
 
 FORMAT = "fastbp.Sequential"
-VERSION = 3
-_ARRAYS = ("config", "parameters", "optimizer_state")
+VERSION = 4
+_ARRAYS = ("config", "parameters", "optimizer_state", "statistics")
+_ARRAYS_BEFORE_4 = _ARRAYS[:3]
 
 
 def model_config(model):
@@ -67,6 +77,16 @@ def model_config(model):
 def _layer_config(spec):
     if isinstance(spec, Dropout):
         return {"type": "dropout", "rate": spec.rate}
+    if isinstance(spec, Activation):
+        return {"type": "activation", "activation": spec.activation}
+    if isinstance(spec, BatchNorm):
+        return {"type": "batchnorm", "num_features": spec.num_features,
+                "momentum": spec.momentum, "eps": spec.eps, "affine": spec.affine}
+    if isinstance(spec, LayerNorm):
+        return {"type": "layernorm", "num_features": spec.num_features, "eps": spec.eps,
+                "elementwise_affine": spec.elementwise_affine}
+    if isinstance(spec, Residual):
+        return {"type": "residual", "layers": [_layer_config(layer) for layer in spec.layers]}
     return {"type": "dense", "in_features": spec.in_features,
             "out_features": spec.out_features, "activation": spec.activation,
             "init": spec.init, "bias_init": spec.bias_init}
@@ -78,9 +98,7 @@ def save(model, path):
     The optimizer the model last trained with is saved with its state: after
     :func:`load`, ``fit`` without an ``optimizer`` argument continues exactly.
     """
-    from .model import Sequential
-
-    if not isinstance(model, Sequential):
+    if not (hasattr(model, "_plan") and hasattr(model, "_specs")):  # not importing model
         raise TypeError(f"model must be a fastbp.Sequential, got {type(model).__name__}")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -98,7 +116,8 @@ def save(model, path):
             except FileNotFoundError:
                 pass
             np.savez(file, config=np.array(json.dumps(model_config(model))),
-                     parameters=model.parameters, optimizer_state=model._plan.state)
+                     parameters=model.parameters, optimizer_state=model._plan.state,
+                     statistics=model._plan.stats)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -146,13 +165,18 @@ def _not_a_model_file(path):
             f"{_ZIP_MAGIC!r}); it starts with {head[:8]!r}")
 
 
-def load(path):
-    """Read a model written by :func:`save`; resumes training exactly where it stopped.
+def load(path, build):
+    """Read a model written by :func:`save`, rebuilt by ``build`` (``fastbp.Sequential``,
+    which ``fastbp.load`` passes: this module never imports the model); resumes training
+    exactly where it stopped.
 
     Parameters
     ----------
     path : str or os.PathLike
         A ``.npz`` file written by ``model.save(path)``.
+    build : class
+        The model class, called as ``build(layers, loss=..., dtype=..., seed=0,
+        threads=...)``.
 
     Returns
     -------
@@ -177,7 +201,7 @@ def load(path):
     >>> model = fb.mlp([3, 4, 2], activation="tanh", loss="mse", seed=0)
     >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
     >>> model.save(path)
-    >>> again = fb.load(path)
+    >>> again = fb.load(path)   # fastbp.io.load(path, fb.Sequential)
     >>> np.array_equal(again.parameters, model.parameters), again.layers[0]
     (True, Dense(3, 4, activation='tanh'))
     """
@@ -187,15 +211,16 @@ def load(path):
         raise ValueError(f"{path} is not a fastbp model file: {why}")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if sorted(archive.files) != sorted(_ARRAYS):
-                raise ValueError(f"it holds {sorted(archive.files)}, not {list(_ARRAYS)}")
+            names = _ARRAYS if "statistics" in archive.files else _ARRAYS_BEFORE_4
+            if sorted(archive.files) != sorted(names):
+                raise ValueError(f"it holds {sorted(archive.files)}, not {list(names)}")
             packed = [info.filename for info in archive.zip.infolist()
                       if info.compress_type != zipfile.ZIP_STORED]
             if packed:
                 raise ValueError(f"{packed} are compressed; fastbp stores arrays uncompressed")
-            arrays = {name: archive[name] for name in _ARRAYS}
-        config = json.loads(str(arrays["config"][()]))
-        return from_parts(config, arrays["parameters"], arrays["optimizer_state"])
+            arrays = {name: archive[name] for name in names}
+        config = json.loads(str(arrays.pop("config")[()]))
+        return from_parts(build, config, **arrays)
     # MemoryError: a header claiming an array larger than memory; NotImplementedError and
     # RuntimeError: zipfile on corrupted flags (an unknown version, "encrypted").
     except (ValueError, KeyError, TypeError, IndexError, EOFError, OSError, MemoryError,
@@ -212,6 +237,12 @@ def _count(value, key):
     return value
 
 
+#: Version 4's layer kinds beyond Dense and Dropout, and the keys each holds.
+_SETTINGS = {"activation": (Activation, ("activation",)),
+             "batchnorm": (BatchNorm, ("num_features", "momentum", "eps", "affine")),
+             "layernorm": (LayerNorm, ("num_features", "eps", "elementwise_affine"))}
+
+
 def _layer(spec, version):
     if not isinstance(spec, dict):
         raise ValueError(f"layer {spec!r} is not a JSON object")
@@ -222,6 +253,15 @@ def _layer(spec, version):
         if set(spec) != {"type", "rate"}:
             raise ValueError(f"a dropout layer holds type and rate only, got {spec!r}")
         return Dropout(spec["rate"])
+    if version >= 4 and kind == "residual":
+        if set(spec) != {"type", "layers"} or not isinstance(spec["layers"], list):
+            raise ValueError(f"a residual block holds type and a list of layers, got {spec!r}")
+        return Residual([_layer(layer, version) for layer in spec["layers"]])
+    if version >= 4 and kind in _SETTINGS:
+        cls, keys = _SETTINGS[kind]
+        if set(spec) != {"type", *keys}:
+            raise ValueError(f"a {kind} layer holds type and {', '.join(keys)}, got {spec!r}")
+        return cls(*(spec[key] for key in keys))
     if kind != "dense":
         raise ValueError(f"unknown layer type {kind!r}")
     # init and bias_init are optional: files written before they existed mean the defaults.
@@ -239,24 +279,33 @@ def _dropout_seed(value, model):
     return value
 
 
-def from_parts(config, parameters, optimizer_state):
-    """Rebuild a model from its config dict and arrays, checking that they agree."""
-    from .model import Sequential
-
+def from_parts(build, config, parameters, optimizer_state, statistics=None):
+    """Rebuild a model with ``build`` (see :func:`load`) from its config dict and arrays,
+    checking that they agree."""
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError("its config is not a fastbp.Sequential description")
     version = config.get("version")
-    if isinstance(version, bool) or version not in (1, 2, VERSION):
+    if isinstance(version, bool) or version not in (1, 2, 3, VERSION):
         raise ValueError(f"format version {version!r}; this fastbp reads versions 1 to "
                          f"{VERSION}")
     if version < 3 and ("training_steps" in config or "dropout_seed" in config):
         raise ValueError(f"a version {version} file has no training_steps or dropout_seed")
+    if (statistics is None) != (version < 4):
+        raise ValueError(f"a version {version} file "
+                         + ("has no statistics array" if version < 4 else "needs a statistics array"))
     if not isinstance(config["layers"], list):
         raise ValueError("its layers are not a list")
     layers = [_layer(spec, version) for spec in config["layers"]]
-    model = Sequential(layers, loss=config["loss"], dtype=config["dtype"], seed=0,
-                       threads=config["threads"])
+    model = build(layers, loss=config["loss"], dtype=config["dtype"], seed=0,
+                  threads=config["threads"])
     plan = model._plan
+    if statistics is not None:
+        if statistics.dtype != plan.dtype or statistics.shape != plan.stats.shape:
+            raise ValueError(f"statistics have dtype {statistics.dtype} and shape "
+                             f"{statistics.shape}, the architecture needs {plan.dtype} "
+                             f"{plan.stats.shape}")
+        check_finite(statistics, "statistics")
+        plan.stats[...] = statistics
     if parameters.dtype != plan.dtype or parameters.shape != (plan.n_params,):
         raise ValueError(f"parameters have dtype {parameters.dtype} and shape "
                          f"{parameters.shape}, the architecture needs {plan.dtype} "

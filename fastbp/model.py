@@ -100,6 +100,29 @@ def _check_chain(specs, where, width, source=None):
     return width, source
 
 
+def _rebuild(config, parameters, optimizer_state, statistics=None):
+    """Unpickle: the model that ``io.model_config`` and the arrays describe."""
+    return io.from_parts(Sequential, config, parameters, optimizer_state, statistics)
+
+
+def load(path):
+    """Read a model written by :meth:`Sequential.save`; resumes training exactly where it
+    stopped (see :func:`fastbp.io.load`, which checks every byte, for the format and the
+    errors).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Sequential
+        Its architecture, parameters, running statistics, optimizer settings and state and
+        generator state, as saved.
+    """
+    return io.load(path, Sequential)
+
+
 def _summary_rows(specs, prefix, width):
     """(name, spec, (in, out)) per layer for summary(), a Residual's layers after it."""
     for i, spec in enumerate(specs):
@@ -328,8 +351,8 @@ class Sequential:
     @_exclusive
     def __reduce__(self):
         # Pickle through the same description as save(): specs, arrays, optimizer, generator.
-        return io.from_parts, (io.model_config(self), self.parameters.copy(),
-                               self._plan.state.copy())
+        return _rebuild, (io.model_config(self), self.parameters.copy(),
+                          self._plan.state.copy(), self._plan.stats.copy())
 
     def __repr__(self):
         layers = ",\n    ".join(repr(spec) for spec in self._specs)

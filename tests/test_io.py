@@ -81,8 +81,8 @@ def test_file_loads_without_pickle_and_documents_itself(tmp_path):
     trained_model().save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
         config = json.loads(str(archive["config"][()]))
-        assert sorted(archive.files) == ["config", "optimizer_state", "parameters"]
-    assert config["format"] == "fastbp.Sequential" and config["version"] == 3
+        assert sorted(archive.files) == ["config", "optimizer_state", "parameters", "statistics"]
+    assert config["format"] == "fastbp.Sequential" and config["version"] == 4
     assert config["optimizer"]["momentum"] == 0.9
 
 
