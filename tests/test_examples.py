@@ -94,3 +94,18 @@ def test_help_shows_the_whole_description_and_every_option_s_help(name, capsys, 
     options = [action for action in parsers[0]._actions if action.option_strings]
     assert len(options) >= 2  # --help and at least one of the example's own
     assert [action.dest for action in options if not action.help] == []
+
+
+def test_deep_networks_train_with_batchnorm_or_residual_blocks(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "deep.png"
+    results = example("deep_networks").main(["--epochs", "3", "--plot", str(plot)])
+    plain, norm, residual = (results[name] for name in ("plain", "batchnorm", "residual"))
+    assert plain["accuracy"] < 0.2  # chance is 0.1: the plain network learns nothing
+    assert norm["accuracy"] > 0.7 and residual["accuracy"] > 0.7  # 92% and 97% at 40 epochs
+    vanished = plain["first_epoch_norms"]
+    assert vanished[0] < 1e-6 * vanished[-1]  # its gradient vanishes on the way down
+    for kept in (norm["first_epoch_norms"], residual["first_epoch_norms"]):
+        assert kept[0] > 1e-2 * kept[-1]
+    assert plot.stat().st_size > 0 and "test accuracy" in capsys.readouterr().out
