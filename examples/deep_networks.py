@@ -22,8 +22,6 @@ its last layer's. ``--plot`` draws every layer's gradient norm for the three net
 """
 import argparse
 
-import numpy as np
-
 import fastbp as fb
 
 WIDTH, DEPTH = 64, 20

@@ -11,6 +11,7 @@ from .data import (check_int, check_positive_int, check_real, check_sample_weigh
                    check_targets, check_X, class_weights)
 from . import bound as _bound
 from .bound import BoundDense, BoundNorm, BoundResidual
+from .architecture import check_layers, describe, parameter_count, summary_rows
 from .layers import Activation, Dense, Dropout, Residual
 from .normalization import BatchNorm, LayerNorm
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
@@ -36,70 +37,6 @@ def _exclusive(method):
     return locked
 
 
-_LAYER_KINDS = (Dense, Dropout, Activation, BatchNorm, LayerNorm, Residual)
-
-
-def _check_layers(layers):
-    """The specs as a tuple, checked: known layer kinds, widths chaining from layer to layer
-    (through Residual blocks, whose output width must equal their input width), a Dense
-    layer last (the loss is fused with its output), never two Dropouts in a row."""
-    if isinstance(layers, _LAYER_KINDS):
-        raise TypeError(f"layers must be a list of layers, got a single {type(layers).__name__}; "
-                        f"wrap it in a list: Sequential([{layers!r}])")
-    try:
-        specs = tuple(layers)
-    except TypeError:
-        raise TypeError("layers must be a list of fastbp layers, got "
-                        f"{type(layers).__name__}") from None
-    if not any(isinstance(spec, Dense) for spec in specs):
-        raise ValueError("layers must hold at least one Dense layer")
-    _check_chain(specs, "layers", None)
-    last = len(specs) - 1
-    if isinstance(specs[-1], Dropout):
-        raise ValueError(
-            f"layers[{last}] is a Dropout after the last Dense layer; dropout acts on the "
-            "input of the next layer, so it cannot come last (dropping the network's output "
-            "is not supported)")
-    if not isinstance(specs[-1], Dense):
-        raise ValueError(
-            f"layers[{last}] is a {type(specs[-1]).__name__}: the last layer must be a Dense "
-            "layer, whose output the loss takes (softmax and sigmoid are fused into the "
-            "cross-entropy losses)")
-    return specs
-
-
-def _check_chain(specs, where, width, source=None):
-    """Check ``specs`` (at ``where``) given the input width (None: not known yet) and the
-    attribute that set it (``source``); return the output width and its source."""
-    for i, spec in enumerate(specs):
-        name = f"{where}[{i}]"
-        if not isinstance(spec, _LAYER_KINDS):
-            raise TypeError(f"{name} must be a fastbp layer (Dense, Dropout, Activation, "
-                            f"BatchNorm, LayerNorm or Residual), got {type(spec).__name__}")
-        if isinstance(spec, Dropout) and i + 1 < len(specs) and isinstance(specs[i + 1], Dropout):
-            raise ValueError(
-                f"{name} and {where}[{i + 1}] are two Dropout layers in a row; use one "
-                "Dropout with the combined rate 1 - (1 - p)(1 - q)")
-        if isinstance(spec, Residual):
-            out, out_source = _check_chain(spec.layers, f"{name}.layers", width, source)
-            if width is not None and out is not None and out != width:
-                raise ValueError(f"{name} is a Residual block whose input width {width} "
-                                 f"differs from its output width {out}; they are added, so "
-                                 "they must be equal")
-            if width is None:
-                width, source = out, out_source
-            continue
-        attribute = "in_features" if isinstance(spec, Dense) else "num_features"
-        n_in = getattr(spec, attribute, None)
-        if n_in is not None and width is not None and n_in != width:
-            raise ValueError(f"{name}.{attribute}={n_in} does not match {source}={width}")
-        if isinstance(spec, Dense):
-            width, source = spec.out_features, f"{name}.out_features"
-        elif n_in is not None:
-            width, source = n_in, f"{name}.num_features"
-    return width, source
-
-
 def _rebuild(config, parameters, optimizer_state, statistics=None):
     """Unpickle: the model that ``io.model_config`` and the arrays describe."""
     return io.from_parts(Sequential, config, parameters, optimizer_state, statistics)
@@ -121,40 +58,6 @@ def load(path):
         generator state, as saved.
     """
     return io.load(path, Sequential)
-
-
-def _summary_rows(specs, prefix, width):
-    """(name, spec, (in, out)) per layer for summary(), a Residual's layers after it."""
-    for i, spec in enumerate(specs):
-        name = f"{prefix}{i}"
-        if isinstance(spec, Residual):
-            rows = list(_summary_rows(spec.layers, name + ".", width))
-            yield name, spec, (width, width)
-            yield from rows
-            continue
-        out = spec.out_features if isinstance(spec, Dense) else width
-        yield name, spec, (width, out)
-        width = out
-
-
-def _describe(spec):
-    if isinstance(spec, Dense):
-        return spec.activation
-    if isinstance(spec, Dropout):
-        return "dropout " + format(spec.rate, "g")
-    if isinstance(spec, Activation):
-        return "act " + spec.activation
-    if isinstance(spec, Residual):
-        return f"residual ({len(spec.layers)})"
-    return "batchnorm" if isinstance(spec, BatchNorm) else "layernorm"
-
-
-def _parameter_count(spec):
-    if isinstance(spec, Dense):
-        return (spec.in_features + 1) * spec.out_features
-    if isinstance(spec, (BatchNorm, LayerNorm)):
-        return 2 * spec.num_features if spec.affine else 0
-    return 0
 
 
 def _check_dtype(dtype):
@@ -220,7 +123,7 @@ class Sequential:
     """
 
     def __init__(self, layers, loss="mse", dtype="float32", seed=None, threads="auto"):
-        specs = _check_layers(layers)
+        specs = check_layers(layers)
         self._loss = loss_code(loss)
         check_output_activation(self._loss, specs[-1].activation_code, len(specs) - 1)
         self._specs = specs
@@ -389,9 +292,9 @@ class Sequential:
         plan, itemsize = self._plan, self.dtype.itemsize
         lines = [f"Sequential, loss={self.loss!r}, dtype={self.dtype.name!r}",
                  f"{'layer':<7}  {'in':>6}  {'out':>6}  {'kind':<16} {'parameters':>11}"]
-        for name, spec, width in _summary_rows(self._specs, "", self.n_features):
-            lines.append(f"{name:<7}  {width[0]:>6}  {width[1]:>6}  {_describe(spec):<16} "
-                         f"{_parameter_count(spec):>11,}")
+        for name, spec, width in summary_rows(self._specs, "", self.n_features):
+            lines.append(f"{name:<7}  {width[0]:>6}  {width[1]:>6}  {describe(spec):<16} "
+                         f"{parameter_count(spec):>11,}")
         kib = 1024.0
         lines += [f"parameters {plan.n_params:,} ({plan.n_params * itemsize / kib:,.1f} KiB), "
                   f"gradients {plan.grads.nbytes / kib:,.1f} KiB, optimizer state "

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._native import core as _core
 from .layers import Activation, Dense, Dropout, Residual
-from .normalization import BatchNorm, LayerNorm
+from .normalization import BatchNorm
 
 
 class OpKind(enum.IntEnum):

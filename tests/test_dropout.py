@@ -497,7 +497,7 @@ def test_the_file_describes_dropout(tmp_path):
     model.save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
         config = json.loads(str(archive["config"][()]))
-    assert config["version"] == 3
+    assert config["version"] == 4
     assert [layer["type"] for layer in config["layers"]] == [
         "dropout", "dense", "dropout", "dense", "dense"]
     assert config["layers"][2] == {"type": "dropout", "rate": 0.4}
@@ -513,6 +513,8 @@ def rewrite_config(path, edit):
     config = json.loads(str(arrays["config"][()]))
     edit(config)
     arrays["config"] = np.array(json.dumps(config))
+    if config["version"] < 4:  # files before version 4 hold no running statistics
+        del arrays["statistics"]
     with open(path, "wb") as file:
         np.savez(file, **arrays)
 
@@ -632,3 +634,21 @@ def test_mlp_puts_a_dropout_after_every_hidden_layer():
     assert len(fb.mlp([6, 5, 3], seed=0, dropout=0.0).layers) == 2
     with pytest.raises(ValueError, match="rate"):
         fb.mlp([6, 3], dropout=1.0)
+
+
+def test_a_version_3_file_still_loads(tmp_path):
+    """What fastbp wrote before BatchNorm: version 3, no statistics array."""
+    model = build("relu", seed=7)
+    model.save(tmp_path / "m.npz")
+    rewrite_config(tmp_path / "m.npz", lambda config: config.update(version=3))
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
+        assert "statistics" not in archive.files
+    again = fb.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(again.parameters, model.parameters)
+    X = np.random.default_rng(0).normal(size=(5, N_FEATURES))
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
+    rewrite_config(tmp_path / "m.npz", lambda config: config["layers"].insert(
+        1, {"type": "batchnorm", "num_features": 7, "momentum": 0.1, "eps": 1e-5,
+            "affine": True}))
+    with pytest.raises(ValueError, match="unknown layer type 'batchnorm'"):
+        fb.load(tmp_path / "m.npz")  # a version 3 file cannot hold one
