@@ -514,7 +514,7 @@ def rewrite_config(path, edit):
     edit(config)
     arrays["config"] = np.array(json.dumps(config))
     if config["version"] < 4:  # files before version 4 hold no running statistics
-        del arrays["statistics"]
+        arrays.pop("statistics", None)
     with open(path, "wb") as file:
         np.savez(file, **arrays)
 
