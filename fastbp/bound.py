@@ -6,6 +6,8 @@ in after checking it, so ``layer.weight = W`` never silently replaces a view.
 """
 import numpy as np
 
+from .data import as_array
+
 
 class ParameterView:
     """A bound layer's parameter: reads as a live view into the model's buffer, and
@@ -58,12 +60,7 @@ def checked_parameter(target, value, name):
     ValueError
         If its shape differs from ``target.shape`` or a value is NaN or infinite.
     """
-    if hasattr(value, "toarray") and hasattr(value, "nnz"):
-        raise TypeError(f"{name} is a sparse matrix; pass {name}.toarray() instead")
-    try:
-        array = np.asarray(value)
-    except Exception as error:  # ragged lists and the like
-        raise ValueError(f"{name} could not be converted to an array: {error}") from None
+    array = as_array(value, name)  # sparse, ragged, complex, object or string: refused
     if array.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers (integer or floating point) to copy "
                         f"into the model's {target.dtype} parameters, got dtype {array.dtype}")

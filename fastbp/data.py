@@ -18,7 +18,9 @@ from .losses import Loss
 _EMPTY_LABELS = np.zeros(0, dtype=np.intp)
 
 
-def _as_array(value, name):
+def as_array(value, name):
+    """``value`` as an ndarray of real numbers (bool, integer or float), or an error naming
+    ``name``: sparse matrices, ragged lists, complex, object and string arrays are refused."""
     if hasattr(value, "toarray") and hasattr(value, "nnz"):
         raise TypeError(f"{name} is a sparse matrix; pass {name}.toarray() instead")
     try:
@@ -50,7 +52,7 @@ def check_finite(array, name):
 
 def check_X(X, n_features, dtype, name="X"):
     """Return X as a finite, C-contiguous (n_samples, n_features) array of ``dtype``."""
-    array = _as_array(X, name)
+    array = as_array(X, name)
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}")
     if array.shape[0] == 0:
@@ -66,7 +68,7 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     """Return ``(Y, labels)`` for the C core: dense targets (the regression losses mse,
     huber and mae, any real values; bce, in [0, 1]) or class indices (cross-entropy, from
     integer labels or one-hot rows); the unused one is empty."""
-    array = _as_array(y, name)
+    array = as_array(y, name)
     if array.ndim == 0 or array.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {array.shape}")
     if array.shape[0] != n_samples:
@@ -188,7 +190,7 @@ def check_real(value, name, low, low_inclusive=True, high=math.inf, high_inclusi
 def check_sample_weight(sample_weight, n_samples, dtype, name="sample_weight"):
     """Return per-sample weights as a C-contiguous array of ``dtype``: 1-D, one per sample,
     finite, >= 0 and not all zero."""
-    array = _as_array(sample_weight, name)
+    array = as_array(sample_weight, name)
     if array.ndim != 1 or array.shape[0] != n_samples:
         raise ValueError(f"{name} must have shape ({n_samples},), one weight per sample, got "
                          f"shape {array.shape}")
