@@ -11,9 +11,10 @@ B. A finished extension is kept in build/fastbp-cache/ under a fingerprint of ev
    fingerprint copies it instead of compiling: the README's second command (``pip install
    ".[test]"``) reuses what the first built, although pip gives each build a fresh
    environment whose files are newer than any C file (so timestamps alone rebuilt it all).
-C. -O3, not -O2, although -O2 compiles faster: measured, -O3 trains much faster (the
-   figures are next to the flags).
+C. -O3, not -O2, although -O2 compiles faster: measured, -O3 trains much faster; -g0, as
+   debug information cost a quarter of the compile time (the figures are next to the flags).
 """
+import copy
 import hashlib
 import os
 import platform
@@ -40,7 +41,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if sys.platform == "win32":
     base_args, avx2_args, avx512_args = ["/O2"], None, None
 else:
-    base_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+    # -g0: no debug information (Python's own CFLAGS carry -g). Measured: the baseline
+    # core compiled in 21.4 s of CPU instead of 28.7 s, its object file 1.0 MB, not 7.3 MB.
+    base_args = ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math"]
     avx2_args = ["-mavx2", "-mfma"] if platform.machine().lower() in ("x86_64", "amd64") else None
     avx512_args = None if avx2_args is None else avx2_args + [
         "-mavx512f", "-mavx512cd", "-mavx512vl", "-mavx512bw", "-mavx512dq",
@@ -128,7 +131,8 @@ class parallel_cached_build_ext(build_ext):
     def build_extension(self, ext):
         pyx_sources = [source for source in ext.sources if source.endswith(".pyx")]
         target = self.get_ext_fullpath(ext.name)
-        compiler_command = getattr(self.compiler, "compiler_so", None) or type(self.compiler).__name__
+        compiler_command = (getattr(self.compiler, "compiler_so", None)
+                            or type(self.compiler).__name__)
         key = fingerprint(ext, compiler_command)
         suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
         cached = os.path.join(CACHE_DIR, f"{ext.name}.{MODE}.{key}{suffix}")
@@ -137,11 +141,12 @@ class parallel_cached_build_ext(build_ext):
             print(f"fastbp: reusing {ext.name} from {os.path.relpath(cached, HERE)}", flush=True)
             shutil.copyfile(cached, target)
             return
-        c_sources = [self._cythonize(ext.name, source) for source in pyx_sources]
-        ext.sources = [s for s in ext.sources if not s.endswith(".pyx")] + c_sources
+        c_ext = copy.copy(ext)  # ext keeps its .pyx sources (the fingerprint reads them)
+        c_ext.sources = ([s for s in ext.sources if not s.endswith(".pyx")]
+                         + [self._cythonize(ext.name, source) for source in pyx_sources])
         if os.path.exists(target):
             os.remove(target)  # so that build_ext's timestamp check cannot skip it
-        super().build_extension(ext)
+        super().build_extension(c_ext)
         self._store(f"{ext.name}.{MODE}.", target, cached)
 
     @staticmethod
