@@ -3,6 +3,8 @@
 The hot loops (forward, backward, update) run in a compiled core over SciPy's BLAS; this
 package defines models, checks inputs and orchestrates training.
 """
+from importlib import metadata as _metadata
+
 try:
     from . import _native  # noqa: F401  (imports the compiled core; everything below needs it)
 except ModuleNotFoundError as error:  # pragma: no cover - depends on how Python was started
@@ -22,7 +24,11 @@ from . import callbacks, schedules
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .training import DivergenceError, History
 
-__version__ = "0.1.0"
+# One source for the version: pyproject.toml's, as the installed package's metadata says.
+try:
+    __version__ = _metadata.version("fastbp")
+except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree put on sys.path by hand
+    __version__ = "0+unknown"
 
 __all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "DivergenceError", "Dropout",
            "History", "Loss", "Optimizer", "RMSprop", "SGD", "Sequential", "callbacks",

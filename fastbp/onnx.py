@@ -57,8 +57,6 @@ class GraphBuilder:
     """
 
     def __init__(self, dtype):
-        import onnx  # noqa: F401  (fails early, with the message of _require_onnx)
-
         self.dtype = np.dtype(dtype)
         self.nodes, self.initializers = [], []
         self._count = 0
