@@ -109,7 +109,7 @@ def test_float64_graphs_avoid_operators_onnxruntime_lacks_in_float64():
 
 # ------------------------------------------------------------------ scikit-learn estimators
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer:UserWarning")  # max_iter=5
 @pytest.mark.parametrize("problem", ["multiclass", "binary", "multilabel"])
 def test_mlp_classifier_exports_predict_proba(problem, tmp_path):
     pytest.importorskip("sklearn")
@@ -130,7 +130,7 @@ def test_mlp_classifier_exports_predict_proba(problem, tmp_path):
         np.testing.assert_array_equal(classes[proba.argmax(axis=1)], estimator.predict(X))
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer:UserWarning")  # max_iter=5
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_mlp_regressor_exports_its_outputs(dtype, tmp_path):
     pytest.importorskip("sklearn")
