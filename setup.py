@@ -96,6 +96,12 @@ def core_extension(name, source, extra_args=()):
     )
 
 
+def say(line):
+    """Print one whole line at once (the build threads' lines must not interleave)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def fingerprint(ext, compiler_command):
     """A hash of everything that goes into ``ext``'s compiled module.
 
@@ -142,7 +148,7 @@ class parallel_cached_build_ext(build_ext):
         cached = os.path.join(CACHE_DIR, f"{ext.name}.{MODE}.{key}{suffix}")
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         if os.path.exists(cached) and not self.force:
-            print(f"fastbp: reusing {ext.name} from {os.path.relpath(cached, HERE)}", flush=True)
+            say(f"fastbp: reusing {ext.name} from {os.path.relpath(cached, HERE)}")
             shutil.copyfile(cached, target)
             return
         c_ext = copy.copy(ext)  # ext keeps its .pyx sources (the fingerprint reads them)
@@ -163,7 +169,7 @@ class parallel_cached_build_ext(build_ext):
                               if name != "language_level")
         command = [sys.executable, "-m", "cython", "-3", "-I", "src_c", "-X", directives,
                    "--module-name", module_name, "-o", c_file, pyx]
-        print(f"fastbp: cythonizing {pyx} as {module_name}", flush=True)
+        say(f"fastbp: cythonizing {pyx} as {module_name}")
         subprocess.run(command, check=True, cwd=HERE)
         return c_file
 
