@@ -203,7 +203,7 @@ def _unwrap(model):
     if isinstance(model, Sequential):
         return model, None, False
     inner = getattr(model, "model_", None)
-    if inner is None and type(model).__module__ == "fastbp.sklearn":
+    if inner is None and type(model).__module__.startswith("fastbp.sklearn"):
         raise ValueError(f"model: this {type(model).__name__} is not fitted yet; call fit "
                          "before exporting it")
     if not isinstance(inner, Sequential):
