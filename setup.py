@@ -116,11 +116,13 @@ def fingerprint(ext, compiler_command):
 
     digest = hashlib.sha256()
     source_dir = os.path.join(HERE, "src_c")
-    for name in sorted(os.listdir(source_dir)):
-        if name.endswith((".pyx", ".pxd", ".h")):
-            digest.update(name.encode())
-            with open(os.path.join(source_dir, name), "rb") as file:
-                digest.update(file.read())
+    sources = sorted(os.path.relpath(os.path.join(folder, name), source_dir)
+                     for folder, _, names in os.walk(source_dir) for name in names
+                     if name.endswith((".pyx", ".pxd", ".pxi", ".h")))
+    for name in sources:  # subfolders too (e.g. src_c/ops/)
+        digest.update(name.replace(os.sep, "/").encode())
+        with open(os.path.join(source_dir, name), "rb") as file:
+            digest.update(file.read())
     parts = [ext.name, ext.sources, ext.extra_compile_args, ext.extra_link_args,
              ext.define_macros, sorted(DIRECTIVES.items()), compiler_command,
              [os.environ.get(var, "") for var in ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS")],
