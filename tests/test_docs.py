@@ -10,7 +10,7 @@ import pytest
 import fastbp
 
 # Modules whose examples need an optional package.
-NEEDS = {"fastbp.sklearn": "sklearn", "fastbp.plotting": "matplotlib"}
+NEEDS = {"fastbp.sklearn": "sklearn", "fastbp.plotting": "matplotlib", "fastbp.onnx": "onnx"}
 MODULES = sorted(
     ["fastbp"] + [f"fastbp.{info.name}" for info in pkgutil.iter_modules(fastbp.__path__)
                   if not info.name.startswith("_") and info.name != "benchmarks"])

@@ -93,7 +93,10 @@ def test_every_python_snippet_runs_in_order(tmp_path, monkeypatch):
     assert len(blocks) >= 5
     monkeypatch.chdir(tmp_path)  # CSVLogger("log.csv") and friends write here
     fake_mnist(tmp_path / "mnist")
-    have_sklearn = importlib.util.find_spec("sklearn") is not None
+    # A block that imports an optional package runs only where it is installed.
+    optional = {"sklearn": ("sklearn",), "onnxruntime": ("onnx", "onnxruntime")}
+    missing = {word for word, modules in optional.items()
+               if any(importlib.util.find_spec(module) is None for module in modules)}
     namespace = {}
 
     def my_batches():  # what "In your own loop" leaves to the reader
@@ -102,9 +105,10 @@ def test_every_python_snippet_runs_in_order(tmp_path, monkeypatch):
             yield X[start:start + 16], y[start:start + 16]
 
     namespace["my_batches"] = my_batches
-    ran = 0
+    ran = skipped = 0
     for index, code in enumerate(blocks):
-        if "sklearn" in code and not have_sklearn:
+        if any(word in code for word in missing):
+            skipped += 1
             continue
         if "history.plot(" in code:  # the full run: docs/training_history.py, tested above
             continue
@@ -116,6 +120,9 @@ def test_every_python_snippet_runs_in_order(tmp_path, monkeypatch):
         ran += 1
         if "load_mnist(" in code:
             assert namespace["X_train"].shape == (256, 784)  # read from the fake files
-    assert ran == len(blocks) - 1 - (0 if have_sklearn else 1)
+    assert ran == len(blocks) - 1 - skipped
+    if not missing:
+        np.testing.assert_allclose(namespace["proba"], namespace["model"].predict(
+            namespace["X32"]), rtol=1e-5, atol=1e-6)  # the ONNX export's block
     assert (tmp_path / "log.csv").exists()  # the callbacks snippet trained and logged
     assert namespace["err"] < 1e-4  # check_gradients in "In your own loop"
