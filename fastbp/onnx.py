@@ -12,8 +12,9 @@ B. How it is built: one small converter per layer kind (:data:`LAYER_CONVERTERS`
    (:data:`ACTIVATION_CONVERTERS`) and one per loss's output function
    (:data:`OUTPUT_CONVERTERS`). Each takes the :class:`GraphBuilder` and the name of its
    input and returns the name of its output. A new layer kind is one converter and one
-   table entry: e.g. batch normalisation would add ``BatchNormalization`` with the running
-   mean and variance as initializers, a residual block its branch's nodes and an ``Add``.
+   table entry: BatchNorm is ``BatchNormalization`` with the running mean and variance as
+   initializers, LayerNorm ``LayerNormalization`` over the last axis, a standalone
+   Activation its activation's nodes, a residual block its layers' nodes and an ``Add``.
    Anything without a converter raises :class:`NotImplementedError` naming it.
 C. Operators: MatMul + Add for Dense layers and the standard activation operators (opset
    20, for ``Gelu`` with ``approximate="tanh"``). onnxruntime has no float64 kernels for
@@ -32,9 +33,11 @@ import json
 
 import numpy as np
 
-from .activations import ELU_ALPHA, LEAKY_RELU_SLOPE, Activation
-from .layers import BoundDense, Dropout
+from .activations import ELU_ALPHA, LEAKY_RELU_SLOPE, ActivationCode as Activation
+from .bound import BoundDense, BoundNorm, BoundResidual
+from .layers import Activation as ActivationLayer, Dropout
 from .losses import Loss, loss_code
+from .normalization import BatchNorm
 
 #: The ONNX operator set the exported graphs use (20: ``Gelu``'s first version).
 OPSET = 20
@@ -155,23 +158,68 @@ ACTIVATION_CONVERTERS = {
 
 # --- layers: (builder, layer, index, x) -> name of the layer's output -------------------
 
+def _activate(graph, spec, index, z):
+    code = spec.activation_code
+    if code not in ACTIVATION_CONVERTERS:
+        raise NotImplementedError(
+            f"fastbp.onnx.export: activation {spec.activation!r} of model.layers[{index}] "
+            "has no ONNX converter")
+    return ACTIVATION_CONVERTERS[code](graph, z)
+
+
 def _dense(graph, layer, index, x):
     z = graph.node("MatMul", [x, graph.constant(layer.weight, f"W{index}")])
     z = graph.node("Add", [z, graph.constant(layer.bias, f"b{index}")])
-    code = layer.spec.activation_code
-    if code not in ACTIVATION_CONVERTERS:
-        raise NotImplementedError(
-            f"fastbp.onnx.export: activation {layer.activation!r} of model.layers[{index}] "
-            "has no ONNX converter")
-    return ACTIVATION_CONVERTERS[code](graph, z)
+    return _activate(graph, layer.spec, index, z)
+
+
+def _activation(graph, layer, index, x):
+    return _activate(graph, layer, index, x)
 
 
 def _dropout(graph, layer, index, x):
     return x  # inference: dropout is the identity
 
 
+def _norm(graph, layer, index, x):
+    """BatchNorm with its running statistics (predict's), or LayerNorm; γ = 1 and β = 0
+    without affine."""
+    n = layer.num_features
+    scale = graph.constant(layer.weight if layer.weight is not None else np.ones(n),
+                           f"gamma{index}")
+    shift = graph.constant(layer.bias if layer.bias is not None else np.zeros(n),
+                           f"beta{index}")
+    if isinstance(layer.spec, BatchNorm):
+        return graph.node("BatchNormalization",
+                          [x, scale, shift, graph.constant(layer.running_mean, f"mean{index}"),
+                           graph.constant(layer.running_var, f"var{index}")],
+                          epsilon=layer.eps)
+    return graph.node("LayerNormalization", [x, scale, shift], axis=-1, epsilon=layer.eps)
+
+
+def _residual(graph, layer, index, x):
+    y = _convert_layers(graph, layer.layers, x, f"{index}].layers[")
+    return graph.node("Add", [x, y], hint="residual")
+
+
 #: Layer class (of the entries of ``model.layers``) -> converter.
-LAYER_CONVERTERS = {BoundDense: _dense, Dropout: _dropout}
+LAYER_CONVERTERS = {BoundDense: _dense, Dropout: _dropout, ActivationLayer: _activation,
+                    BoundNorm: _norm, BoundResidual: _residual}
+
+
+def _convert_layers(graph, layers, x, prefix=""):
+    """Each layer's nodes in turn from input ``x``; the name of the last output."""
+    for position, layer in enumerate(layers):
+        index = f"{prefix}{position}"
+        converter = next((LAYER_CONVERTERS[kind] for kind in type(layer).__mro__
+                          if kind in LAYER_CONVERTERS), None)
+        if converter is None:
+            raise NotImplementedError(
+                f"fastbp.onnx.export: model.layers[{index}] is a {type(layer).__name__}, which "
+                "has no ONNX converter; supported layers: "
+                + ", ".join(kind.__name__ for kind in LAYER_CONVERTERS))
+        x = converter(graph, layer, index, x)
+    return x
 
 
 # --- outputs: the function each loss applies to the last layer's output -----------------
@@ -243,16 +291,7 @@ def to_onnx(model, name="fastbp"):
 
     sequential, classes, binary = _unwrap(model)
     graph = GraphBuilder(sequential.dtype)
-    x = "X"
-    for index, layer in enumerate(sequential.layers):
-        converter = next((LAYER_CONVERTERS[kind] for kind in type(layer).__mro__
-                          if kind in LAYER_CONVERTERS), None)
-        if converter is None:
-            raise NotImplementedError(
-                f"fastbp.onnx.export: model.layers[{index}] is a {type(layer).__name__}, which "
-                "has no ONNX converter; supported layers: "
-                + ", ".join(kind.__name__ for kind in LAYER_CONVERTERS))
-        x = converter(graph, layer, index, x)
+    x = _convert_layers(graph, sequential.layers, "X")
     loss = loss_code(sequential.loss)
     if loss not in OUTPUT_CONVERTERS:
         raise NotImplementedError(f"fastbp.onnx.export: loss {sequential.loss!r} has no ONNX "

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
-from fastbp.activations import Activation
+from fastbp.activations import ActivationCode as Activation
 
 onnx = pytest.importorskip("onnx", reason="the onnx package is not installed "
                                           "(pip install \"fastbp[onnx]\")")
@@ -201,3 +201,24 @@ def test_import_fastbp_does_not_import_onnx():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd="/")
     assert done.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_layernorm_activation_and_residual_blocks_match_predict(dtype, tmp_path):
+    """Every layer kind the core has: BatchNorm (its running statistics), LayerNorm, a
+    standalone Activation, nested Residual blocks, norms without affine."""
+    layers = [fb.Dense(6, 8), fb.BatchNorm(8), fb.Activation("gelu"),
+              fb.Residual([fb.LayerNorm(8), fb.Dense(8, 5, "relu"), fb.Dropout(0.2),
+                           fb.Dense(5, 8), fb.Residual([fb.Activation("tanh")])]),
+              fb.BatchNorm(8, affine=False, eps=1e-3), fb.LayerNorm(8, elementwise_affine=False),
+              fb.Activation("swish"), fb.Dense(8, 3)]
+    model, X = trained(layers, "cross_entropy", dtype)
+    assert np.any(model.layers[1].running_var != 1)  # statistics moved while training
+    fastbp_onnx.export(model, tmp_path / "m.onnx")
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node]
+    assert ops.count("BatchNormalization") == 2 and ops.count("LayerNormalization") == 2
+    assert ops.count("Add") >= 2 + 2  # two residual adds, two Dense biases at least
+    # float64: the norms' arithmetic differs in order (fastbp folds BatchNorm's running
+    # statistics into one scale and shift per feature; onnxruntime does not), 1e-12 apart.
+    tolerance = {"rtol": 1e-10, "atol": 1e-12} if dtype == "float64" else TOLERANCE[dtype]
+    np.testing.assert_allclose(run_onnx(tmp_path / "m.onnx", X), model.predict(X), **tolerance)
