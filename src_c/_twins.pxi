@@ -157,3 +157,96 @@ def _bench_mm(str kind, const floating[:, ::1] A, const floating[:, ::1] B,
         for r in range(repeats):
             _mm_by_code(code, &A[0, 0], &B[0, 0], &C[0, 0], m, k, n, <floating> 0)
     return (time.perf_counter() - started) / repeats
+
+
+cdef Op _twin_op(int kind, Py_ssize_t n, bint affine, double eps, double momentum,
+                 Py_ssize_t B):
+    """An op over workspace blocks [Y | dY | dX | per-row figures] of B x n, its γ and β at
+    the parameter offsets 0 and n (none without affine), its scratch at 0."""
+    cdef Op op
+    op.kind, op.act, op.n_in, op.n_out = kind, 0, n, n
+    op.p0 = 0 if affine else -1
+    op.p1 = n if affine else -1
+    op.out, op.dout, op.din, op.z = 0, B * n, 2 * B * n, -1
+    op.aux = 3 * B * n if kind == OP_LAYERNORM else 0
+    op.stats, op.partner, op.eps, op.momentum = 0, -1, eps, momentum
+    return op
+
+
+def _twin_norm(int kind, const floating[:, ::1] X, const floating[::1] gamma_beta,
+               const floating[:, ::1] dY, floating[:, ::1] Y, floating[:, ::1] dX,
+               floating[::1] grads, floating[::1] running, double eps, double momentum):
+    """One BatchNorm (kind OP_BATCHNORM, training mode, then the running-statistics update)
+    or LayerNorm (OP_LAYERNORM) over the rows of X through its forward and backward
+    kernels: Y, dX = dLoss/dX given dY, grads = (dγ, dβ) if gamma_beta (γ then β) is not
+    empty; running = (mean, variance), BatchNorm's, updated in place."""
+    cdef Py_ssize_t B = X.shape[0], n = X.shape[1]
+    cdef bint affine = gamma_beta.shape[0] > 0
+    cdef Op op = _twin_op(kind, n, affine, eps, momentum, B)
+    work = np.zeros(3 * B * n + 2 * B, dtype=np.asarray(X).dtype)
+    cdef floating[::1] ws = work
+    cdef floating[::1] T = np.zeros(5 * n, dtype=np.asarray(X).dtype)
+    if (Y.shape[0] != B or Y.shape[1] != n or dY.shape[0] != B or dY.shape[1] != n
+            or dX.shape[0] != B or dX.shape[1] != n or (affine and gamma_beta.shape[0] != 2 * n)
+            or (affine and grads.shape[0] != 2 * n) or not kind in (OP_BATCHNORM, OP_LAYERNORM)
+            or (kind == OP_BATCHNORM and B < 2)
+            or (kind == OP_BATCHNORM and running.shape[0] != 2 * n)):
+        raise ValueError("inconsistent shapes")
+    work[B * n:2 * B * n] = np.asarray(dY).ravel()
+    if kind == OP_BATCHNORM:
+        batchnorm_forward_train(&op, &gamma_beta[0] if affine else NULL, &T[0], &X[0, 0],
+                                &ws[0], B)
+        batchnorm_backward(&op, &gamma_beta[0] if affine else NULL,
+                           &grads[0] if affine else NULL, &T[0], &X[0, 0], &ws[0], B)
+        batchnorm_update_running(&op, &running[0], &T[0], B)
+    else:
+        layernorm_forward(&op, &gamma_beta[0] if affine else NULL, &X[0, 0], &ws[0], 0, B)
+        layernorm_backward(&op, &gamma_beta[0] if affine else NULL, &X[0, 0], &ws[0], 0, B)
+        if affine:
+            layernorm_param_grads(&op, &grads[0], &X[0, 0], &ws[0], B)
+    np.asarray(Y)[...] = work[:B * n].reshape(B, n)
+    np.asarray(dX)[...] = work[2 * B * n:3 * B * n].reshape(B, n)
+
+
+def _twin_batchnorm_infer(const floating[:, ::1] X, const floating[::1] gamma_beta,
+                          const floating[::1] running, floating[:, ::1] Y, double eps):
+    """BatchNorm's inference forward (running statistics) through its kernels."""
+    cdef Py_ssize_t B = X.shape[0], n = X.shape[1]
+    cdef bint affine = gamma_beta.shape[0] > 0
+    cdef Op op = _twin_op(OP_BATCHNORM, n, affine, eps, 0.1, B)
+    cdef floating[::1] T = np.zeros(5 * n, dtype=np.asarray(X).dtype)
+    if Y.shape[0] != B or Y.shape[1] != n or running.shape[0] != 2 * n or B < 1:
+        raise ValueError("inconsistent shapes")
+    batchnorm_prepare_inference(&op, &gamma_beta[0] if affine else NULL, &running[0], &T[0])
+    batchnorm_forward_infer(&op, &T[0], &X[0, 0], &Y[0, 0], 0, B)
+
+
+def _twin_act_copy(const floating[::1] X, floating[::1] A, int act):
+    """A = act(X) through the standalone Activation op's kernel."""
+    if A.shape[0] != X.shape[0]:
+        raise ValueError("X and A must have the same length")
+    if X.shape[0]:
+        act_copy(&X[0], &A[0], X.shape[0], act)
+
+
+def _twin_residual(const floating[:, ::1] X, const floating[:, ::1] S,
+                   const floating[:, ::1] dY, floating[:, ::1] Y, floating[:, ::1] dS):
+    """y = X + S (a block's add), then the skip's share: dS = dS (the branch's) + dY,
+    through residual_add_forward, residual_add_backward and residual_begin_backward."""
+    cdef Py_ssize_t B = X.shape[0], n = X.shape[1]
+    cdef Op add = _twin_op(OP_RESIDUAL_ADD, n, False, 1.0, 0.0, B)
+    cdef Op begin = _twin_op(OP_RESIDUAL_BEGIN, n, False, 1.0, 0.0, B)
+    work = np.zeros(3 * B * n, dtype=np.asarray(X).dtype)
+    cdef floating[::1] ws = work
+    if (S.shape[0] != B or S.shape[1] != n or dY.shape[0] != B or dY.shape[1] != n
+            or Y.shape[0] != B or Y.shape[1] != n or dS.shape[0] != B or dS.shape[1] != n):
+        raise ValueError("inconsistent shapes")
+    work[B * n:2 * B * n] = np.asarray(dY).ravel()   # add's dout
+    residual_add_forward(&add, &X[0, 0], &S[0, 0], &ws[0], 0, B)
+    residual_add_backward(&add, &ws[0], 0, B)         # into its din: the branch's delta
+    np.asarray(Y)[...] = work[:B * n].reshape(B, n)
+    if not np.array_equal(work[2 * B * n:], np.asarray(dY).ravel()):
+        raise AssertionError("residual_add_backward did not copy dY")
+    work[2 * B * n:] = np.asarray(dS).ravel()         # the branch's share of dLoss/dS
+    residual_begin_backward(&begin, &add, &ws[0], 0, B)
+    np.asarray(dS)[...] = work[2 * B * n:].reshape(B, n)

@@ -508,3 +508,89 @@ def test_max_magnitude(core, dtype, special):
     else:
         x[20] = special
         assert not np.isfinite(core._twin_max_magnitude(x))
+
+
+# ---------------------------------------------------------------- the op kernels of the deep layers
+
+NORM_EPS = 1e-3
+
+
+def norm_reference(kind, X, gamma, beta, dY, eps):
+    """BatchNorm (per feature, biased variance) or LayerNorm (per row) in float64: Y, dX,
+    dγ, dβ, and the batch's mean and variance."""
+    axis = 0 if kind == "batchnorm" else 1
+    n = X.shape[axis]
+    mean = X.mean(axis=axis, keepdims=True)
+    var = X.var(axis=axis, keepdims=True)
+    xh = (X - mean) / np.sqrt(var + eps)
+    Y = xh * gamma + beta
+    g = dY * gamma
+    dX = (g - g.mean(axis=axis, keepdims=True)
+          - xh * (g * xh).mean(axis=axis, keepdims=True)) / np.sqrt(var + eps)
+    return Y, dX, (dY * xh).sum(axis=0), dY.sum(axis=0), mean.ravel(), var.ravel(), n
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["batchnorm", "layernorm"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_norm_kernels_match_numpy(core, dtype, kind, affine):
+    from fastbp.plan import OpKind
+    rng = np.random.default_rng(zlib.crc32(f"{kind}{affine}".encode()))
+    X = (rng.normal(size=(7, 5)) * 3 + 1).astype(dtype)
+    dY = rng.normal(size=(7, 5)).astype(dtype)
+    gamma = rng.uniform(0.5, 2, 5).astype(dtype) if affine else np.ones(5, dtype)
+    beta = rng.normal(size=5).astype(dtype) if affine else np.zeros(5, dtype)
+    running = np.concatenate([rng.normal(size=5), rng.uniform(0.5, 2, 5)]).astype(dtype)
+    before = running.astype(np.float64)
+    Y, dX = np.empty_like(X), np.empty_like(X)
+    grads = np.empty(10 if affine else 0, dtype)
+    code = OpKind.BATCHNORM if kind == "batchnorm" else OpKind.LAYERNORM
+    core._twin_norm(int(code), X, np.concatenate([gamma, beta]) if affine else grads[:0],
+                    dY, Y, dX, grads, running, NORM_EPS, 0.25)
+    Y_ref, dX_ref, dgamma, dbeta, mean, var, n = norm_reference(
+        kind, X.astype(np.float64), gamma.astype(np.float64), beta.astype(np.float64),
+        dY.astype(np.float64), NORM_EPS)
+    rtol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(Y, Y_ref, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(dX, dX_ref, rtol=rtol, atol=rtol)
+    if affine:
+        np.testing.assert_allclose(grads, np.concatenate([dgamma, dbeta]), rtol=rtol, atol=rtol)
+    if kind == "batchnorm":  # momentum 0.25; the variance unbiased, n / (n - 1)
+        expected = np.concatenate([0.75 * before[:5] + 0.25 * mean,
+                                   0.75 * before[5:] + 0.25 * var * n / (n - 1)])
+        np.testing.assert_allclose(running, expected, rtol=rtol)
+    else:
+        np.testing.assert_array_equal(running, before.astype(dtype))  # LayerNorm has none
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm_inference_kernel_uses_the_running_statistics(core, dtype):
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(9, 4)).astype(dtype)
+    gamma, beta = rng.uniform(0.5, 2, 4).astype(dtype), rng.normal(size=4).astype(dtype)
+    running = np.concatenate([rng.normal(size=4), rng.uniform(0.5, 2, 4)]).astype(dtype)
+    Y = np.empty_like(X)
+    core._twin_batchnorm_infer(X, np.concatenate([gamma, beta]), running, Y, NORM_EPS)
+    r = running.astype(np.float64)
+    expected = (X - r[:4]) / np.sqrt(r[4:] + NORM_EPS) * gamma + beta
+    np.testing.assert_allclose(Y, expected, rtol=RTOL[dtype] * 10, atol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", list(ActivationCode))
+def test_activation_op_kernel_matches_numpy(core, dtype, act):
+    X = np.linspace(-6, 6, 37).astype(dtype)
+    A = np.empty_like(X)
+    core._twin_act_copy(X, A, int(act))
+    np.testing.assert_allclose(A, ACT_FORWARD[act](X.astype(np.float64)), rtol=RTOL[dtype] * 10,
+                               atol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_residual_kernels_add_and_route_the_skip_delta(core, dtype):
+    rng = np.random.default_rng(3)
+    X, S, dY, dS = (rng.normal(size=(5, 3)).astype(dtype) for _ in range(4))
+    Y, dS_out = np.empty_like(X), dS.copy()
+    core._twin_residual(X, S, dY, Y, dS_out)
+    np.testing.assert_array_equal(Y, X + S)
+    np.testing.assert_array_equal(dS_out, dS + dY)
