@@ -62,12 +62,6 @@ cdef inline void blas_tn(const floating *A__km, const floating *B__kn, floating 
     _gemm(NO_TRANS, TRANS, n, m, k, <floating> 1.0, B__kn, n, A__km, m, beta, C__mn, n)
 
 
-cdef inline void mm_tn_rows(const floating *A__km, const floating *B__kn, floating *C__mn,
-                            int m, int k, int n, int row0, int row1) noexcept nogil:
-    """Rows row0:row1 of C = Aᵀ·B, row-major: C[row0:row1] = (A[:, row0:row1])ᵀ·B. Threads
-    that split C's rows this way write disjoint, contiguous ranges of C."""
-    _gemm(NO_TRANS, TRANS, n, row1 - row0, k, <floating> 1.0, B__kn, n, A__km + row0, m,
-          <floating> 0, C__mn + <Py_ssize_t> row0 * n, n)
 
 
 cdef inline void _small(int m, int n, int k, const floating *A, Py_ssize_t ars,
@@ -83,23 +77,29 @@ cdef inline bint _use_small(int m, int k, int n, floating beta) noexcept nogil:
             and <long long> m * n * k <= SMALL_GEMM_MACS)
 
 
+# E. Thread teams split a product by rows: ``m_full`` (the whole product's m; -1: m) makes
+#    the C-loop-or-BLAS choice for the whole product, so every part of it runs the same
+#    arithmetic whatever the number of parts (the result must not depend on the team size).
+
+
 cdef inline void mm_nn(const floating *A__mk, const floating *B__kn, floating *C__mn,
-                       int m, int k, int n, floating beta) noexcept nogil:
-    """C = A·B + beta·C, row-major (small products in C, see D)."""
-    if _use_small(m, k, n, beta):
+                       int m, int k, int n, floating beta, int m_full=-1) noexcept nogil:
+    """C = A·B + beta·C, row-major (small products in C, see D and E)."""
+    if _use_small(m_full if m_full >= 0 else m, k, n, beta) and m > 0:
         _small(m, n, k, A__mk, k, 1, B__kn, C__mn)
     else:
         blas_nn(A__mk, B__kn, C__mn, m, k, n, beta)
 
 
 cdef inline void mm_nt(const floating *A__mk, const floating *B__nk, floating *C__mn,
-                       int m, int k, int n, floating beta) noexcept nogil:
-    """C = A·Bᵀ + beta·C, row-major (small products in C on a transposed copy of B)."""
+                       int m, int k, int n, floating beta, int m_full=-1) noexcept nogil:
+    """C = A·Bᵀ + beta·C, row-major (small products in C on a transposed copy of B; E)."""
     cdef floating Bt__kn[SMALL_NT_SCRATCH]
     cdef Py_ssize_t j, p
     # The copy of B pays off only for short rows (the 32x10x32 product of a 10-unit layer's
     # delta ran in 0.26 µs against BLAS's 0.42; at k = 32 or 64 the two tied or BLAS won).
-    if _use_small(m, k, n, beta) and k <= 16 and <long long> n * k <= SMALL_NT_SCRATCH:
+    if (_use_small(m_full if m_full >= 0 else m, k, n, beta) and m > 0 and k <= 16
+            and <long long> n * k <= SMALL_NT_SCRATCH):
         for j in range(n):
             for p in range(k):
                 Bt__kn[p * n + j] = B__nk[j * k + p]
@@ -115,3 +115,17 @@ cdef inline void mm_tn(const floating *A__km, const floating *B__kn, floating *C
         _small(m, n, k, A__km, 1, m, B__kn, C__mn)
     else:
         blas_tn(A__km, B__kn, C__mn, m, k, n, beta)
+
+
+cdef inline void mm_tn_rows(const floating *A__km, const floating *B__kn, floating *C__mn,
+                            int m, int k, int n, int row0, int row1) noexcept nogil:
+    """Rows row0:row1 of C = Aᵀ·B, row-major: C[row0:row1] = (A[:, row0:row1])ᵀ·B, the same
+    arithmetic as mm_tn's for those rows (E). Parts that split C's rows write disjoint,
+    contiguous ranges of C."""
+    if row1 <= row0:
+        return
+    if _use_small(m, k, n, <floating> 0):
+        _small(row1 - row0, n, k, A__km + row0, 1, m, B__kn, C__mn + <Py_ssize_t> row0 * n)
+    else:
+        _gemm(NO_TRANS, TRANS, n, row1 - row0, k, <floating> 1.0, B__kn, n, A__km + row0, m,
+              <floating> 0, C__mn + <Py_ssize_t> row0 * n, n)

@@ -15,7 +15,7 @@
 # C. Why: one entry call runs every mini-batch of an epoch inside a single `nogil` block with
 #    no allocation and no Python; errors become status codes raised once back in Python.
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel
 from libc.math cimport isfinite, sqrt, NAN, INFINITY
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint32_t, uint64_t
@@ -36,7 +36,7 @@ from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_
                      OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD)
 from _ops cimport (Op, Net, at, LOC_BATCH, OP_DENSE, OP_DROPOUT, OP_ACTIVATION, OP_BATCHNORM,
                    OP_LAYERNORM, OP_RESIDUAL_BEGIN, OP_RESIDUAL_ADD)
-from _gather cimport gather, prefetch_rows, prefetch_range
+from _gather cimport gather, prefetch_rows, prefetch_range, GATHER_MAX_ROW_LENGTH
 from _op_dense cimport dense_forward, dense_backward, dense_param_grads, colsum
 from _op_dropout cimport (dropout_op_forward, dropout_op_backward, dropout_forward,
                           dropout_backward, dropout_keys, draw as _draw)
@@ -96,6 +96,7 @@ cdef int INT_MAX = 2147483647
 
 include "_net.pxi"
 include "_step.pxi"
+include "_team.pxi"
 
 
 # ---------------------------------------------------------------- entry points
@@ -118,9 +119,9 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     ``optimizer`` is a fastbp optimizer (its settings are read once); batch k uses learning
     rate ``rates[k]`` and is update number ``first_step + k + 1`` (Adam's bias correction).
 
-    With n_threads > 1 each batch is split over that many threads (OpenMP), which call BLAS
-    concurrently: the caller must have set BLAS to one thread. A network with BatchNorm
-    (whose statistics need the whole batch) runs on one thread.
+    A team of n_threads threads (OpenMP) runs every batch, each op split between them
+    (_team.pxi); they call BLAS concurrently, so with n_threads > 1 the caller must have set
+    BLAS to one thread. The result does not depend on n_threads.
 
     ``telemetry`` (n_dense x 4), if given, receives per Dense layer for the call's last
     batch: the weight gradient's norm (before clipping), the weights' norm, the update's
@@ -140,16 +141,11 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     parameters, running statistics and optimizer state of the batch before.
     """
     cdef Py_ssize_t n_rows = order.shape[0] if order.shape[0] > 0 else X.shape[0]
-    cdef Py_ssize_t start, end, B, r, n_batches = 0, n_state
-    cdef const Py_ssize_t *idx
+    cdef Py_ssize_t end, r, n_state, tiles
     cdef const Py_ssize_t *order_p = _iptr(order)
-    cdef const floating *Xb
-    cdef double loss, loss_sum = 0, hits = 0, batch_hits, batch_max = -1
-    cdef int status = STATUS_OK, refused
-    cdef bint fused_step
     cdef const floating *weights_p = NULL
     cdef OptimizerStep opt
-    cdef Bounds bounds
+    cdef Team team
     cdef floating[::1] params = plan.params, grads = plan.grads, state = plan.state
     cdef floating[::1] stats = plan.stats, scratch = plan.scratch, workspace = plan.workspace
     cdef floating *P = _ptr(params)
@@ -159,6 +155,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef floating *T = _ptr(scratch)
     cdef floating *ws = _ptr(workspace)
     cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0])
+    team.tile_loss = team.maxima = NULL
     try:
         _check_buffers(&net, grads.shape[0], stats.shape[0])
         n_state = state.shape[0]
@@ -193,74 +190,29 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             for r in range(row0, end):
                 if order[r] < 0 or order[r] >= X.shape[0]:
                     raise ValueError("order holds row %d, X has %d rows" % (order[r], X.shape[0]))
-        if not net.row_local:
-            n_threads = 1
+        tiles = (min(batch_size, end - row0) + ROW_TILE - 1) // ROW_TILE
+        team.tile_loss = <double *> malloc(2 * tiles * sizeof(double))
+        team.maxima = <double *> malloc(n_threads * _team_slots(&net) * sizeof(double))
+        if team.tile_loss == NULL or team.maxima == NULL:
+            raise MemoryError()
+        team.tile_hits = team.tile_loss + tiles
+        team.net, team.opt, team.rates = &net, &opt, &rates[0]
+        team.row0, team.end, team.batch_size = row0, end, batch_size
+        team.n_features, team.y_cols = X.shape[1], Y.shape[1]
+        team.first_step, team.training_step = first_step, training_step
+        team.telemetry = &telemetry[0, 0] if telemetry is not None else NULL
+        team.status, team.n_batches, team.loss_sum, team.hits = STATUS_OK, 0, 0, 0
         with nogil:
-            measure_bounds(P, S, params.shape[0], n_slots(&opt), &bounds)
-            start = row0
-            while start < end:
-                B = min(batch_size, end - start)
-                idx = order_p + start if order_p != NULL else NULL
-                batch_hits = 0
-                _set_mode(&net, True, training_step + n_batches)
-                fused_step = False
-                if n_threads > 1 and B >= n_threads:
-                    loss = _batch_gradients_parallel(
-                        &net, P, G, T, ws, &X[0, 0], X.shape[1], idx, start, B,
-                        _cptr2(Y), Y.shape[1], _iptr(labels), weights_p, n_threads,
-                        &batch_hits)
-                else:
-                    if idx != NULL:
-                        batch_max = gather(&X[0, 0], idx, B, X.shape[1], ws)
-                        Xb = ws
-                        if net.ops[0].kind != OP_DENSE:
-                            batch_max = -1  # the first Dense reads another op's output
-                    else:
-                        batch_max = -1
-                        Xb = &X[start, 0]
-                    # Telemetry wants g whole before the step, clipping and L1 too.
-                    fused_step = (not transforms_gradients(&opt)
-                                  and not (telemetry is not None and start + B >= end)
-                                  and _fusing_pays(&net, B, batch_max >= 0))
-                    loss = _loss_and_backward(
-                        &net, P, G, T, ws, Xb, B,
-                        _cptr2(Y) + (0 if idx != NULL or Y.shape[0] == 0 else start * Y.shape[1]),
-                        _iptr(labels) + (0 if idx != NULL or labels.shape[0] == 0 else start),
-                        idx, weights_p + (start if idx == NULL and weights_p != NULL else 0),
-                        &batch_hits, not fused_step)
-                if idx != NULL and start + B < end:
-                    # Start loading the next batch's rows now, so they arrive while the
-                    # parameter gradients and the step run (measured against a prefetch
-                    # right after the gather: 5 µs a step faster on the small benchmark
-                    # network, 55 on the medium one).
-                    prefetch_rows(&X[0, 0], idx + B, min(batch_size, end - start - B),
-                                  X.shape[1])
-                if not isfinite(loss):
-                    status = STATUS_NONFINITE_LOSS
-                    break
-                opt.lr = rates[n_batches]
-                opt.step = first_step + n_batches + 1
-                if telemetry is not None and start + B >= end:
-                    refused = _step_with_telemetry(&net, &opt, P, G, S, ws, B, &bounds,
-                                                   &telemetry[0, 0])
-                elif fused_step:
-                    refused = _gradients_and_step(&net, &opt, P, G, S, ws, Xb, B, batch_max,
-                                                  &bounds)
-                else:
-                    refused = apply_update(&opt, P, G, S, params.shape[0], net.n_weights,
-                                           &bounds)
-                if refused:
-                    status = STATUS_NONFINITE_PARAMS
-                    break
-                if not net.row_local:
-                    _update_running(&net, R, T, B)
-                loss_sum += loss * B
-                hits += batch_hits
-                n_batches += 1
-                start += B
+            measure_bounds(P, S, params.shape[0], n_slots(&opt), &team.bounds)
+            _set_mode(&net, True, training_step)
+            with parallel(num_threads=n_threads):
+                _team_epoch(&team, P, G, S, R, T, ws, &X[0, 0], _cptr2(Y), _iptr(labels),
+                            order_p, weights_p)
     finally:
         free(net.ops)
-    return status, loss_sum, n_batches, hits
+        free(team.tile_loss)
+        free(team.maxima)
+    return team.status, team.loss_sum, team.n_batches, team.hits
 
 
 def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
@@ -329,7 +281,7 @@ def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_out
             start = 0
             while start < X.shape[0]:
                 B = min(net.capacity, X.shape[0] - start)
-                _forward(&net, P, T, ws, &X[start, 0], 0, B, &out[start, 0])
+                _forward(&net, P, T, ws, &X[start, 0], 0, B, &out[start, 0], B)
                 if apply_output:
                     output_activation(net.loss, &out[start, 0], B, n_out)
                 start += B
@@ -372,7 +324,7 @@ def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             start = 0
             while start < X.shape[0]:
                 B = min(net.capacity, X.shape[0] - start)
-                _forward(&net, P, T, ws, &X[start, 0], 0, B, NULL)
+                _forward(&net, P, T, ws, &X[start, 0], 0, B, NULL, B)
                 total += weighted_loss_backward(
                     net.loss, last.act, ws + last.out, ws + last.z if last.z >= 0 else NULL,
                     _cptr2(Y) + (start * y_cols if Y.shape[0] > 0 else 0),

@@ -189,16 +189,22 @@ cdef void _resolve(Net *net) noexcept nogil:
 cdef void _set_mode(Net *net, bint training, long long dropout_step) noexcept nogil:
     """Training (batch statistics) or inference; with dropout_step >= 0, training step
     dropout_step's masks for every Dropout op (dropout on)."""
-    cdef Py_ssize_t i
     net.training = training
-    net.dropping = False
-    if dropout_step >= 0:
-        for i in range(net.n_ops):
-            if net.ops[i].kind == OP_DROPOUT and net.ops[i].drop != 0:
-                net.ops[i].keys = dropout_keys(net.seed, <uint64_t> dropout_step,
-                                               net.ops[i].key_index)
-                net.dropping = True
+    net.dropping = dropout_step >= 0 and _set_keys(net, dropout_step)
     _resolve(net)
+
+
+cdef bint _set_keys(Net *net, long long dropout_step) noexcept nogil:
+    """Training step dropout_step's mask keys for every Dropout op that drops; returns
+    whether there is one."""
+    cdef Py_ssize_t i
+    cdef bint any_drops = False
+    for i in range(net.n_ops):
+        if net.ops[i].kind == OP_DROPOUT and net.ops[i].drop != 0:
+            net.ops[i].keys = dropout_keys(net.seed, <uint64_t> dropout_step,
+                                           net.ops[i].key_index)
+            any_drops = True
+    return any_drops
 
 
 cdef _check_batch_args(Net *net, Py_ssize_t n_rows, Py_ssize_t n_features,

@@ -8,10 +8,11 @@
 #    kept for backward and the running update), then Σ_rows δ and Σ_rows δ·x̂ (backward);
 #    inference puts scale and shift where mean and invstd were. The running statistics
 #    (mean, then variance) sit at `stats` of their own buffer (plan.stats).
-# C. Why the whole batch in one call: the statistics couple every row, so neither forward
-#    nor backward is row-local (a thread team must reduce; the threading issue's work).
-#    Loops run over rows outside and features inside, so each inner loop is a
-#    contiguous, vectorisable pass.
+# C. Why features j0:j1 of the whole batch per call: the statistics couple every row, so
+#    neither forward nor backward is row-local; a thread team splits the features instead,
+#    and each feature's sums run over the rows in order whatever the split. Loops run over
+#    rows outside and features inside, so each inner loop is a contiguous, vectorisable
+#    pass.
 from cython cimport floating
 from libc.math cimport sqrt
 
@@ -23,8 +24,9 @@ cdef inline floating _inv_sqrt(floating v) noexcept nogil:
 
 
 cdef inline void batchnorm_forward_train(const Op *op, const floating *P, floating *T,
-                                         const floating *X, floating *ws,
-                                         Py_ssize_t B) noexcept nogil:
+                                         const floating *X, floating *ws, Py_ssize_t B,
+                                         Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """Features j0:j1 (C): the batch's statistics into the scratch, then y."""
     cdef Py_ssize_t i, j, n = op.n_in
     cdef floating *mean = T + op.aux
     cdef floating *inv = mean + n
@@ -32,31 +34,31 @@ cdef inline void batchnorm_forward_train(const Op *op, const floating *P, floati
     cdef floating *y
     cdef const floating *x
     cdef floating d
-    for j in range(n):
+    for j in range(j0, j1):
         mean[j] = 0
         var[j] = 0
     for i in range(B):
         x = X + i * n
-        for j in range(n):
+        for j in range(j0, j1):
             mean[j] += x[j]
-    for j in range(n):
+    for j in range(j0, j1):
         mean[j] = mean[j] / B
     for i in range(B):
         x = X + i * n
-        for j in range(n):
+        for j in range(j0, j1):
             d = x[j] - mean[j]
             var[j] += d * d
-    for j in range(n):
+    for j in range(j0, j1):
         var[j] = var[j] / B
         inv[j] = _inv_sqrt(var[j] + <floating> op.eps)
     for i in range(B):
         x = X + i * n
         y = ws + op.out + i * n
         if op.p0 >= 0:
-            for j in range(n):
+            for j in range(j0, j1):
                 y[j] = (x[j] - mean[j]) * inv[j] * P[op.p0 + j] + P[op.p1 + j]
         else:
-            for j in range(n):
+            for j in range(j0, j1):
                 y[j] = (x[j] - mean[j]) * inv[j]
 
 
@@ -103,10 +105,10 @@ cdef inline void batchnorm_forward_infer(const Op *op, const floating *T, const 
 
 
 cdef inline void batchnorm_backward(const Op *op, const floating *P, floating *G, floating *T,
-                                    const floating *X, floating *ws,
-                                    Py_ssize_t B) noexcept nogil:
-    """dβ = Σ δ, dγ = Σ δ·x̂ (into G, with affine), and, if anything below needs it,
-    dLoss/dx = γ·invstd·(δ - dβ/B - x̂·dγ/B), torch's formula."""
+                                    const floating *X, floating *ws, Py_ssize_t B,
+                                    Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """Features j0:j1 (C): dβ = Σ δ, dγ = Σ δ·x̂ (into G, with affine), and, if anything
+    below needs it, dLoss/dx = γ·invstd·(δ - dβ/B - x̂·dγ/B), torch's formula."""
     cdef Py_ssize_t i, j, n = op.n_in
     cdef const floating *mean = T + op.aux
     cdef const floating *inv = mean + n
@@ -116,17 +118,17 @@ cdef inline void batchnorm_backward(const Op *op, const floating *P, floating *G
     cdef const floating *d
     cdef floating *dx
     cdef floating xh, rB = <floating> (1.0 / B)
-    for j in range(n):
+    for j in range(j0, j1):
         sum_d[j] = 0
         sum_dx[j] = 0
     for i in range(B):
         x = X + i * n
         d = ws + op.dout + i * n
-        for j in range(n):
+        for j in range(j0, j1):
             sum_d[j] += d[j]
             sum_dx[j] += d[j] * ((x[j] - mean[j]) * inv[j])
     if op.p0 >= 0:
-        for j in range(n):
+        for j in range(j0, j1):
             G[op.p0 + j] = sum_dx[j]
             G[op.p1 + j] = sum_d[j]
     if op.din < 0:
@@ -135,7 +137,7 @@ cdef inline void batchnorm_backward(const Op *op, const floating *P, floating *G
         x = X + i * n
         d = ws + op.dout + i * n
         dx = ws + op.din + i * n
-        for j in range(n):
+        for j in range(j0, j1):
             xh = (x[j] - mean[j]) * inv[j]
             dx[j] = ((P[op.p0 + j] if op.p0 >= 0 else 1) * inv[j]
                      * (d[j] - sum_d[j] * rB - xh * (sum_dx[j] * rB)))

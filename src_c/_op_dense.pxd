@@ -5,8 +5,9 @@
 #    with softmax/sigmoid) and writes dLoss/dX = δ·Wᵀ into the input's delta block.
 # B. Two backward sweeps: dense_backward is row-local (threads take rows r0:r1), and
 #    dense_param_grads needs every row of the batch (dW = Xᵀ·δ, db = Σ_rows δ), so it runs
-#    after all deltas exist, split by rows of dW (part of n_parts) instead. X is the input
-#    as forward read it (the dropped copy while training with dropout).
+#    after all deltas exist, split by rows of dW and columns of db instead. X is the input
+#    as forward read it (the dropped copy while training with dropout). B is always the
+#    whole batch's rows, so a part's products run the arithmetic of the whole (_blas.pxd E).
 # C. Why bias and activation in one pass: the output block is read and written once
 #    (scikit-learn's MLP applies activations in place; derivatives come from the output).
 from cython cimport floating
@@ -25,16 +26,17 @@ cdef inline floating *_rows(floating *ws, Py_ssize_t block, Py_ssize_t r0,
 
 cdef inline void dense_forward(const Op *op, const floating *P, floating *ws,
                                const floating *X, floating *Y, Py_ssize_t r0,
-                               Py_ssize_t rows) noexcept nogil:
-    """Rows r0:r0+rows: Y = act(X·W + b); X and Y point at row 0 of their blocks."""
+                               Py_ssize_t rows, Py_ssize_t B) noexcept nogil:
+    """Rows r0:r0+rows of a batch of B: Y = act(X·W + b); X and Y point at row 0 of their
+    blocks."""
     cdef floating *Z = Y + r0 * op.n_out
     mm_nn(X + r0 * op.n_in, P + op.p0, Z, <int> rows, <int> op.n_in, <int> op.n_out,
-          <floating> 0)
+          <floating> 0, <int> B)
     bias_act(Z, P + op.p1, rows, op.n_out, op.act, _rows(ws, op.z, r0, op.n_out))
 
 
 cdef inline void dense_backward(const Op *op, const floating *P, floating *ws,
-                                Py_ssize_t r0, Py_ssize_t rows) noexcept nogil:
+                                Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t B) noexcept nogil:
     """Rows r0:r0+rows: δ = dLoss/dA ⊙ act' in place (unless the loss gave δ), then
     dLoss/dX = δ·Wᵀ into the input's delta block (if anything below needs it)."""
     cdef floating *D = ws + op.dout + r0 * op.n_out
@@ -43,7 +45,7 @@ cdef inline void dense_backward(const Op *op, const floating *P, floating *ws,
                      rows * op.n_out, op.act)
     if op.din >= 0:
         mm_nt(D, P + op.p0, ws + op.din + r0 * op.n_in, <int> rows, <int> op.n_out,
-              <int> op.n_in, <floating> 0)
+              <int> op.n_in, <floating> 0, <int> B)
 
 
 cdef enum:
@@ -51,14 +53,14 @@ cdef enum:
 
 
 cdef inline Py_ssize_t _colsum_block(const floating *D__bo, Py_ssize_t B, Py_ssize_t O,
-                                     floating *out__o, Py_ssize_t j0,
-                                     Py_ssize_t W) noexcept nogil:
-    """Columns j0:j0+W of Σ_rows D if they exist, in a local array (with W a constant at each
-    call, GCC keeps it in registers; W <= 64); returns where the next block starts."""
+                                     floating *out__o, Py_ssize_t j0, Py_ssize_t W,
+                                     Py_ssize_t j1) noexcept nogil:
+    """Columns j0:j0+W of Σ_rows D if they are below j1, in a local array (with W a constant
+    at each call, GCC keeps it in registers; W <= 64); returns where the next block starts."""
     cdef floating acc[64]
     cdef Py_ssize_t i, j
     cdef const floating *d
-    if j0 + W > O:
+    if j0 + W > j1:
         return j0
     for j in range(W):
         acc[j] = D__bo[j0 + j]
@@ -72,41 +74,45 @@ cdef inline Py_ssize_t _colsum_block(const floating *D__bo, Py_ssize_t B, Py_ssi
 
 
 cdef inline void colsum(const floating *D__bo, Py_ssize_t B, Py_ssize_t O,
-                        floating *out__o) noexcept nogil:
-    """out = Σ_rows D, each column summed in row order. Narrow rows go in column blocks held
+                        floating *out__o, Py_ssize_t j0=0, Py_ssize_t j1=-1) noexcept nogil:
+    """out[j0:j1] = columns j0:j1 (j1 = -1: O) of Σ_rows D, each column summed in row order
+    (so any split of the columns gives the same sums). Narrow rows go in column blocks held
     in registers (64 wide, then one each of 32, 16, ..., 1): summing into out row by row
     stored and reloaded it for every row, 104-118 ns against 14-32 ns for a 32 x 10 or
     32 x 32 δ. From 256 columns on, the row-by-row sum was as fast or faster (strided block
     reads: 128 x 512 took 2.7 µs in blocks, 2.2 row by row)."""
-    cdef Py_ssize_t i, j, j0 = 0
+    cdef Py_ssize_t i, j
     cdef const floating *d
+    if j1 < 0:
+        j1 = O
+    if j1 <= j0:
+        return
     if O >= COLSUM_BLOCK_MAX_WIDTH:
-        memcpy(out__o, D__bo, O * sizeof(floating))
+        memcpy(out__o + j0, D__bo + j0, (j1 - j0) * sizeof(floating))
         for i in range(1, B):
             d = D__bo + i * O
-            for j in range(O):
+            for j in range(j0, j1):
                 out__o[j] += d[j]
         return
-    while j0 + 64 <= O:
-        j0 = _colsum_block(D__bo, B, O, out__o, j0, 64)
-    j0 = _colsum_block(D__bo, B, O, out__o, j0, 32)
-    j0 = _colsum_block(D__bo, B, O, out__o, j0, 16)
-    j0 = _colsum_block(D__bo, B, O, out__o, j0, 8)
-    j0 = _colsum_block(D__bo, B, O, out__o, j0, 4)
-    j0 = _colsum_block(D__bo, B, O, out__o, j0, 2)
-    _colsum_block(D__bo, B, O, out__o, j0, 1)
+    while j0 + 64 <= j1:
+        j0 = _colsum_block(D__bo, B, O, out__o, j0, 64, j1)
+    j0 = _colsum_block(D__bo, B, O, out__o, j0, 32, j1)
+    j0 = _colsum_block(D__bo, B, O, out__o, j0, 16, j1)
+    j0 = _colsum_block(D__bo, B, O, out__o, j0, 8, j1)
+    j0 = _colsum_block(D__bo, B, O, out__o, j0, 4, j1)
+    j0 = _colsum_block(D__bo, B, O, out__o, j0, 2, j1)
+    _colsum_block(D__bo, B, O, out__o, j0, 1, j1)
 
 
 cdef inline void dense_param_grads(const Op *op, floating *G, floating *ws, const floating *X,
-                                   Py_ssize_t B, int part, int n_parts) noexcept nogil:
-    """Part ``part`` of ``n_parts``: rows i0:i1 of dW = Xᵀ·δ (a contiguous range of the flat
-    gradient); part 0 also db = Σ_rows δ."""
-    cdef Py_ssize_t i0 = op.n_in * part // n_parts, i1 = op.n_in * (part + 1) // n_parts
+                                   Py_ssize_t B, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0,
+                                   Py_ssize_t j1) noexcept nogil:
+    """Rows i0:i1 of dW = Xᵀ·δ (a contiguous range of the flat gradient) and entries j0:j1
+    of db = Σ_rows δ: one thread's part (B)."""
     if i0 == 0 and i1 == op.n_in:
         mm_tn(X, ws + op.dout, G + op.p0, <int> op.n_in, <int> B, <int> op.n_out,
               <floating> 0)
-    elif i1 > i0:
+    else:
         mm_tn_rows(X, ws + op.dout, G + op.p0, <int> op.n_in, <int> B, <int> op.n_out,
                    <int> i0, <int> i1)
-    if part == 0:
-        colsum(ws + op.dout, B, op.n_out, G + op.p1)
+    colsum(ws + op.dout, B, op.n_out, G + op.p1, j0, j1)

@@ -76,15 +76,17 @@ cdef inline void layernorm_backward(const Op *op, const floating *P, const float
 
 
 cdef inline void layernorm_param_grads(const Op *op, floating *G, const floating *X,
-                                       floating *ws, Py_ssize_t B) noexcept nogil:
-    """dγ = Σ_rows δ·x̂ and dβ = Σ_rows δ, each column summed in row order."""
+                                       floating *ws, Py_ssize_t B, Py_ssize_t j0,
+                                       Py_ssize_t j1) noexcept nogil:
+    """Entries j0:j1 of dγ = Σ_rows δ·x̂ and dβ = Σ_rows δ, each column summed in row order
+    (so any split of the columns gives the same sums)."""
     cdef Py_ssize_t i, j, n = op.n_in
     cdef const floating *x
     cdef const floating *d
     cdef floating *dgamma = G + op.p0
     cdef floating *dbeta = G + op.p1
     cdef floating mean, rstd
-    for j in range(n):
+    for j in range(j0, j1):
         dgamma[j] = 0
         dbeta[j] = 0
     for i in range(B):
@@ -92,6 +94,6 @@ cdef inline void layernorm_param_grads(const Op *op, floating *G, const floating
         d = ws + op.dout + i * n
         mean = ws[op.aux + 2 * i]
         rstd = ws[op.aux + 2 * i + 1]
-        for j in range(n):
+        for j in range(j0, j1):
             dgamma[j] += d[j] * ((x[j] - mean) * rstd)
             dbeta[j] += d[j]

@@ -28,29 +28,61 @@ cdef void _prepare_inference(Net *net, const floating *P, const floating *R,
             batchnorm_prepare_inference(&net.ops[i], P, R, T)
 
 
+cdef inline void _part(Py_ssize_t total, int t, int n, Py_ssize_t *a,
+                       Py_ssize_t *b) noexcept nogil:
+    """Thread t's share [a, b) of ``total`` items split over n threads."""
+    a[0] = total * t // n
+    b[0] = total * (t + 1) // n
+
+
+cdef inline void _sync(int n) noexcept nogil:
+    if n > 1:
+        fastbp_barrier()
+
+
+cdef enum:
+    PARTS_ONLY = 0   # _param_grads: the gradients only
+    PARTS_STEP = 1   # ... each part stepped right after
+    PARTS_MAX = 2    # ... and max|g| over the thread's parts
+
+
+cdef inline double _worse(double a, double b) noexcept nogil:
+    """The larger of two magnitudes; a NaN, once seen, wins (max() would drop it)."""
+    if a != a:
+        return a
+    return b if (b != b or b > a) else a
+
+
 cdef void _forward(Net *net, const floating *P, floating *T, floating *ws, const floating *Xb,
-                   Py_ssize_t r0, Py_ssize_t r1, floating *out) noexcept nogil:
-    """Rows r0:r1 of the batch through every op (for a net with BatchNorm in training, the
-    whole batch: r0 = 0). ``out``, if given, receives the last op's output."""
-    cdef Py_ssize_t i, rows = r1 - r0
+                   Py_ssize_t r0, Py_ssize_t r1, floating *out, Py_ssize_t B, int t=0,
+                   int n=1) noexcept nogil:
+    """Rows r0:r1 of a batch of B rows through every op, on thread t of a team of n (every
+    thread of the team calls it, each with its own rows). A BatchNorm in training needs
+    every row: the team meets before it, splits it by features, and meets after.
+    ``out``, if given, receives the last op's output."""
+    cdef Py_ssize_t i, rows = r1 - r0, j0, j1
     cdef Op *op
     cdef const floating *X
     for i in range(net.n_ops):
         op = &net.ops[i]
         X = at(op.in_loc, ws, Xb)
-        if op.kind == OP_DENSE:
+        if op.kind == OP_BATCHNORM and net.training:
+            _sync(n)
+            _part(op.n_in, t, n, &j0, &j1)
+            batchnorm_forward_train(op, P, T, X, ws, B, j0, j1)
+            _sync(n)
+        elif rows <= 0:
+            continue
+        elif op.kind == OP_DENSE:
             dense_forward(op, P, ws, X, out if (out != NULL and i == net.n_ops - 1)
-                          else ws + op.out, r0, rows)
+                          else ws + op.out, r0, rows, B)
         elif op.kind == OP_DROPOUT:
             if net.dropping:
                 dropout_op_forward(op, X, ws, r0, rows)
         elif op.kind == OP_ACTIVATION:
             activation_forward(op, X, ws, r0, rows)
         elif op.kind == OP_BATCHNORM:
-            if net.training:
-                batchnorm_forward_train(op, P, T, X, ws, rows)
-            else:
-                batchnorm_forward_infer(op, T, X, ws, r0, rows)
+            batchnorm_forward_infer(op, T, X, ws, r0, rows)
         elif op.kind == OP_LAYERNORM:
             layernorm_forward(op, P, X, ws, r0, rows)
         elif op.kind == OP_RESIDUAL_ADD:
@@ -58,24 +90,31 @@ cdef void _forward(Net *net, const floating *P, floating *T, floating *ws, const
 
 
 cdef void _deltas(Net *net, const floating *P, floating *G, floating *T, floating *ws,
-                  const floating *Xb, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
-    """The delta rule over the ops in reverse, rows r0:r1, from the loss's dLoss/dZ in the
-    last op's output (BatchNorm: the whole batch, its γ and β gradients on the way)."""
-    cdef Py_ssize_t i, rows = r1 - r0
+                  const floating *Xb, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t B, int t=0,
+                  int n=1) noexcept nogil:
+    """The delta rule over the ops in reverse, rows r0:r1 (thread t of n, as _forward),
+    from the loss's dLoss/dZ in the last op's output. A BatchNorm splits by features
+    between two meetings of the team, its γ and β gradients on the way."""
+    cdef Py_ssize_t i, rows = r1 - r0, j0, j1
     cdef Op *op
     for i in range(net.n_ops - 1, -1, -1):
         op = &net.ops[i]
-        if op.kind == OP_DENSE:
-            dense_backward(op, P, ws, r0, rows)
-        elif op.din < 0 and op.kind != OP_BATCHNORM:
+        if op.kind == OP_BATCHNORM:
+            _sync(n)
+            _part(op.n_in, t, n, &j0, &j1)
+            batchnorm_backward(op, P, G, T, at(op.in_loc, ws, Xb), ws, B, j0, j1)
+            _sync(n)
+        elif rows <= 0:
+            continue
+        elif op.kind == OP_DENSE:
+            dense_backward(op, P, ws, r0, rows, B)
+        elif op.din < 0:
             continue
         elif op.kind == OP_DROPOUT:
             if net.dropping:
                 dropout_op_backward(op, ws, r0, rows)
         elif op.kind == OP_ACTIVATION:
             activation_backward(op, at(op.in_loc, ws, Xb), ws, r0, rows)
-        elif op.kind == OP_BATCHNORM:
-            batchnorm_backward(op, P, G, T, at(op.in_loc, ws, Xb), ws, rows)
         elif op.kind == OP_LAYERNORM:
             layernorm_backward(op, P, at(op.in_loc, ws, Xb), ws, r0, rows)
         elif op.kind == OP_RESIDUAL_ADD:
@@ -84,19 +123,43 @@ cdef void _deltas(Net *net, const floating *P, floating *G, floating *T, floatin
             residual_begin_backward(op, &net.ops[op.partner], ws, r0, rows)
 
 
-cdef void _param_grads(Net *net, floating *G, floating *ws, const floating *Xb, Py_ssize_t B,
-                       int part, int n_parts) noexcept nogil:
-    """Part ``part`` of ``n_parts`` of the gradients that need every row: each Dense
-    layer's rows of dW (and, part 0, db), each LayerNorm's dγ, dβ (part 0). BatchNorm's
-    came with its deltas."""
-    cdef Py_ssize_t i
+cdef double _param_grads(Net *net, const OptimizerStep *opt, floating *P, floating *G,
+                         floating *S, floating *ws, const floating *Xb, Py_ssize_t B, int t,
+                         int n, int then) noexcept nogil:
+    """Thread t's part (of n) of the gradients that need every row: rows of each Dense
+    layer's dW, entries of its db and of each LayerNorm's dγ, dβ (BatchNorm's came with its
+    deltas). ``then``: PARTS_STEP steps each part right after computing it, while it is in
+    cache (_optim.pxd D); PARTS_MAX returns max|g| over the thread's parts, BatchNorm's
+    included; PARTS_ONLY returns 0. The parts of all threads tile every gradient once."""
+    cdef Py_ssize_t i, i0, i1, j0, j1
     cdef Op *op
+    cdef double moved, g_max = 0, m
     for i in range(net.n_ops):
         op = &net.ops[i]
+        if op.p0 < 0:
+            continue
+        _part(op.n_out if op.kind == OP_DENSE else op.n_in, t, n, &j0, &j1)
         if op.kind == OP_DENSE:
-            dense_param_grads(op, G, ws, at(op.in_loc, ws, Xb), B, part, n_parts)
-        elif op.kind == OP_LAYERNORM and op.p0 >= 0 and part == 0:
-            layernorm_param_grads(op, G, at(op.in_loc, ws, Xb), ws, B)
+            _part(op.n_in, t, n, &i0, &i1)
+            dense_param_grads(op, G, ws, at(op.in_loc, ws, Xb), B, i0, i1, j0, j1)
+            if then == PARTS_STEP:
+                rule_range(opt, P, G, S, net.n_params, op.p0 + i0 * op.n_out,
+                           (i1 - i0) * op.n_out, True, True, &moved)
+            elif then == PARTS_MAX:
+                m = max_magnitude(G + op.p0 + i0 * op.n_out, (i1 - i0) * op.n_out)
+                g_max = _worse(g_max, m)
+        elif op.kind == OP_LAYERNORM:
+            layernorm_param_grads(op, G, at(op.in_loc, ws, Xb), ws, B, j0, j1)
+        if then == PARTS_STEP:
+            if op.kind != OP_DENSE:
+                rule_range(opt, P, G, S, net.n_params, op.p0 + j0, j1 - j0, False, True,
+                           &moved)
+            rule_range(opt, P, G, S, net.n_params, op.p1 + j0, j1 - j0, False, True, &moved)
+        elif then == PARTS_MAX:
+            if op.kind != OP_DENSE:
+                g_max = _worse(g_max, max_magnitude(G + op.p0 + j0, j1 - j0))
+            g_max = _worse(g_max, max_magnitude(G + op.p1 + j0, j1 - j0))
+    return g_max
 
 
 cdef void _forward_gemms(Net *net, const floating *P, floating *ws, const floating *Xb,
@@ -108,39 +171,6 @@ cdef void _forward_gemms(Net *net, const floating *P, floating *ws, const floati
         if op.kind == OP_DENSE:
             blas_nn(at(op.in_loc, ws, Xb), P + op.p0, ws + op.out, <int> B, <int> op.n_in,
                     <int> op.n_out, <floating> 0)
-
-
-cdef double _gradient_bound(Net *net, const floating *G, floating *ws, const floating *Xb,
-                            Py_ssize_t B, double batch_max) noexcept nogil:
-    """A bound on every parameter gradient of the batch before the sweep computes them:
-    a Dense layer's dW and db each sum B products of an input (at most max|input|) and a
-    delta (at most max|δ|); a LayerNorm's dγ and dβ sum B products of δ and x̂, and
-    |x̂| <= sqrt(n); BatchNorm's exist already. inf if any of them is not finite.
-    ``batch_max``: max|Xb|, the first op's input, if the gather measured it, else -1."""
-    cdef Py_ssize_t i
-    cdef Op *op
-    cdef double bound = 0, part, deltas, inputs
-    for i in range(net.n_ops):
-        op = &net.ops[i]
-        if op.kind == OP_DENSE or (op.kind == OP_LAYERNORM and op.p0 >= 0):
-            deltas = max_magnitude(ws + op.dout, B * op.n_out)
-            if op.kind == OP_LAYERNORM:
-                inputs = sqrt(<double> op.n_in)
-            elif op.in_loc == LOC_BATCH and batch_max >= 0:
-                inputs = batch_max
-            else:
-                inputs = max_magnitude(at(op.in_loc, ws, Xb), B * op.n_in)
-            if not (isfinite(deltas) and isfinite(inputs)):
-                return INFINITY
-            part = B * deltas * max(inputs, 1.0)
-        elif op.kind == OP_BATCHNORM and op.p0 >= 0:
-            part = max(max_magnitude(G + op.p0, op.n_in), max_magnitude(G + op.p1, op.n_in))
-            if not isfinite(part):
-                return INFINITY
-        else:
-            continue
-        bound = max(bound, part)
-    return bound
 
 
 cdef inline bint _fusing_pays(Net *net, Py_ssize_t B, bint input_known) noexcept nogil:
@@ -162,39 +192,6 @@ cdef inline bint _fusing_pays(Net *net, Py_ssize_t B, bint input_known) noexcept
     return reads < net.n_params
 
 
-cdef int _gradients_and_step(Net *net, const OptimizerStep *opt, floating *P, floating *G,
-                             floating *S, floating *ws, const floating *Xb, Py_ssize_t B,
-                             double batch_max, Bounds *bounds) noexcept nogil:
-    """_param_grads then apply_rule, fused (_optim.pxd D): each op's parameters are stepped
-    right after their gradients are computed, while those are in cache, and there is no
-    pass over g for its bound. Returns 1, writing nothing, where apply_rule would.
-    (Smaller blocks than a layer measured slower: each GEMM call packs δ again.)"""
-    cdef Py_ssize_t i
-    cdef Op *op
-    cdef double moved
-    cdef Bounds after
-    after.params = 0.5 * (FLT_MAX if floating is float else DBL_MAX)
-    if not bounded(opt, _gradient_bound(net, G, ws, Xb, B, batch_max), bounds, &after):
-        _param_grads(net, G, ws, Xb, B, 0, 1)  # near overflow: the exact way
-        return apply_rule(opt, P, G, S, net.n_params, net.n_weights, bounds)
-    for i in range(net.n_ops):
-        op = &net.ops[i]
-        if op.kind == OP_DENSE:
-            mm_tn(at(op.in_loc, ws, Xb), ws + op.dout, G + op.p0, <int> op.n_in, <int> B,
-                  <int> op.n_out, <floating> 0)
-            rule_range(opt, P, G, S, net.n_params, op.p0, op.n_in * op.n_out, True, True,
-                       &moved)
-            colsum(ws + op.dout, B, op.n_out, G + op.p1)
-            rule_range(opt, P, G, S, net.n_params, op.p1, op.n_out, False, True, &moved)
-        elif op.p0 >= 0:
-            if op.kind == OP_LAYERNORM:
-                layernorm_param_grads(op, G, at(op.in_loc, ws, Xb), ws, B)
-            rule_range(opt, P, G, S, net.n_params, op.p0, op.n_in, False, True, &moved)
-            rule_range(opt, P, G, S, net.n_params, op.p1, op.n_in, False, True, &moved)
-    bounds[0] = after
-    return 0
-
-
 cdef void _update_running(Net *net, floating *R, const floating *T, Py_ssize_t B) noexcept nogil:
     """After an accepted training step: every BatchNorm's running statistics."""
     cdef Py_ssize_t i
@@ -206,67 +203,22 @@ cdef void _update_running(Net *net, floating *R, const floating *T, Py_ssize_t B
 cdef double _loss_and_backward(Net *net, const floating *P, floating *G, floating *T,
                                floating *ws, const floating *Xb, Py_ssize_t B,
                                const floating *Y, const Py_ssize_t *labels,
-                               const Py_ssize_t *idx, const floating *weights, double *hits,
-                               bint param_grads=True) noexcept nogil:
-    """Forward, fused loss + output delta, and backward for one batch on this thread (the
-    parameter sweep only if asked: _gradients_and_step does it otherwise); returns the
-    mean (sample-weighted) loss and adds the batch's hits (_losses.pxd D); backward is
-    skipped when the loss is not finite."""
+                               const Py_ssize_t *idx, const floating *weights,
+                               double *hits) noexcept nogil:
+    """Forward, fused loss + output delta, and backward for one batch on this thread alone
+    (the gradients entry; training runs _team_epoch); returns the mean (sample-weighted)
+    loss and adds the batch's hits (_losses.pxd D); backward is skipped when the loss is
+    not finite."""
     cdef Op *last = &net.ops[net.n_ops - 1]
     cdef double loss
-    _forward(net, P, T, ws, Xb, 0, B, NULL)
+    _forward(net, P, T, ws, Xb, 0, B, NULL, B)
     loss = weighted_loss_backward(net.loss, last.act, ws + last.out,
                                   ws + last.z if last.z >= 0 else NULL, Y, labels, idx,
                                   weights, B, last.n_out, B, hits) / B
     if isfinite(loss):
-        _deltas(net, P, G, T, ws, Xb, 0, B)
-        if param_grads:
-            _param_grads(net, G, ws, Xb, B, 0, 1)
+        _deltas(net, P, G, T, ws, Xb, 0, B, B)
+        _param_grads(net, NULL, NULL, G, NULL, ws, Xb, B, 0, 1, PARTS_ONLY)
     return loss
-
-
-cdef double _batch_gradients_parallel(Net *net, const floating *P, floating *G, floating *T,
-                                      floating *ws, const floating *X, Py_ssize_t F,
-                                      const Py_ssize_t *idx, Py_ssize_t start, Py_ssize_t B,
-                                      const floating *Y, Py_ssize_t y_cols,
-                                      const Py_ssize_t *labels, const floating *weights,
-                                      int n_threads, double *hits) noexcept nogil:
-    """The batch split over n_threads threads (BLAS must run single-threaded; row-local
-    nets only): each takes a block of rows for gather, forward, loss and deltas, then a
-    block of every dW's rows. Returns the mean loss and adds the hits; gradients are left in
-    G (garbage if the loss is not finite)."""
-    cdef Op *last = &net.ops[net.n_ops - 1]
-    cdef const floating *Xb = ws if idx != NULL else X + start * F
-    cdef double loss = 0, all_hits = 0, thread_hits
-    cdef Py_ssize_t t, r0, r1
-    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
-        r0 = B * t // n_threads
-        r1 = B * (t + 1) // n_threads
-        thread_hits = 0
-        if idx != NULL:
-            gather(X, idx + r0, r1 - r0, F, ws + r0 * F)
-        _forward(net, P, T, ws, Xb, r0, r1, NULL)
-        if idx != NULL:
-            loss += weighted_loss_backward(net.loss, last.act, ws + last.out + r0 * last.n_out,
-                                           ws + last.z + r0 * last.n_out if last.z >= 0 else NULL,
-                                           Y, labels, idx + r0, weights,
-                                           r1 - r0, last.n_out, B, &thread_hits)
-        else:
-            loss += weighted_loss_backward(
-                net.loss, last.act, ws + last.out + r0 * last.n_out,
-                ws + last.z + r0 * last.n_out if last.z >= 0 else NULL,
-                Y + (start + r0) * y_cols if Y != NULL else NULL,
-                labels + start + r0 if labels != NULL else NULL, NULL,
-                weights + start + r0 if weights != NULL else NULL, r1 - r0, last.n_out, B,
-                &thread_hits)
-        all_hits += thread_hits
-        _deltas(net, P, G, T, ws, Xb, r0, r1)
-    hits[0] += all_hits
-    if not isfinite(loss):
-        return loss
-    for t in prange(n_threads, num_threads=n_threads, schedule="static"):
-        _param_grads(net, G, ws, Xb, B, <int> t, n_threads)
-    return loss / B
 
 
 cdef enum:

@@ -93,8 +93,12 @@ def _twin_output_activation(int loss, floating[:, ::1] Z):
     output_activation(loss, &Z[0, 0], Z.shape[0], Z.shape[1])
 
 
-def _twin_colsum(const floating[:, ::1] D, floating[::1] out):
-    colsum(&D[0, 0], D.shape[0], D.shape[1], &out[0])
+def _twin_colsum(const floating[:, ::1] D, floating[::1] out, int parts=1):
+    """out = Σ_rows D, as ``parts`` column ranges summed one after the other (a team's split)."""
+    cdef int t
+    for t in range(parts):
+        colsum(&D[0, 0], D.shape[0], D.shape[1], &out[0], D.shape[1] * t // parts,
+               D.shape[1] * (t + 1) // parts)
 
 
 def _twin_update(optimizer, floating[::1] params, floating[::1] grads, floating[::1] state,
@@ -175,12 +179,15 @@ cdef Op _twin_op(int kind, Py_ssize_t n, bint affine, double eps, double momentu
 
 def _twin_norm(int kind, const floating[:, ::1] X, const floating[::1] gamma_beta,
                const floating[:, ::1] dY, floating[:, ::1] Y, floating[:, ::1] dX,
-               floating[::1] grads, floating[::1] running, double eps, double momentum):
+               floating[::1] grads, floating[::1] running, double eps, double momentum,
+               int parts=1):
     """One BatchNorm (kind OP_BATCHNORM, training mode, then the running-statistics update)
     or LayerNorm (OP_LAYERNORM) over the rows of X through its forward and backward
     kernels: Y, dX = dLoss/dX given dY, grads = (dγ, dβ) if gamma_beta (γ then β) is not
-    empty; running = (mean, variance), BatchNorm's, updated in place."""
+    empty; running = (mean, variance), BatchNorm's, updated in place. The kernels that
+    take feature ranges run as ``parts`` ranges one after the other (a team's split)."""
     cdef Py_ssize_t B = X.shape[0], n = X.shape[1]
+    cdef int t
     cdef bint affine = gamma_beta.shape[0] > 0
     cdef Op op = _twin_op(kind, n, affine, eps, momentum, B)
     work = np.zeros(3 * B * n + 2 * B, dtype=np.asarray(X).dtype)
@@ -194,16 +201,20 @@ def _twin_norm(int kind, const floating[:, ::1] X, const floating[::1] gamma_bet
         raise ValueError("inconsistent shapes")
     work[B * n:2 * B * n] = np.asarray(dY).ravel()
     if kind == OP_BATCHNORM:
-        batchnorm_forward_train(&op, &gamma_beta[0] if affine else NULL, &T[0], &X[0, 0],
-                                &ws[0], B)
-        batchnorm_backward(&op, &gamma_beta[0] if affine else NULL,
-                           &grads[0] if affine else NULL, &T[0], &X[0, 0], &ws[0], B)
+        for t in range(parts):
+            batchnorm_forward_train(&op, &gamma_beta[0] if affine else NULL, &T[0], &X[0, 0],
+                                    &ws[0], B, n * t // parts, n * (t + 1) // parts)
+        for t in range(parts):
+            batchnorm_backward(&op, &gamma_beta[0] if affine else NULL,
+                               &grads[0] if affine else NULL, &T[0], &X[0, 0], &ws[0], B,
+                               n * t // parts, n * (t + 1) // parts)
         batchnorm_update_running(&op, &running[0], &T[0], B)
     else:
         layernorm_forward(&op, &gamma_beta[0] if affine else NULL, &X[0, 0], &ws[0], 0, B)
         layernorm_backward(&op, &gamma_beta[0] if affine else NULL, &X[0, 0], &ws[0], 0, B)
-        if affine:
-            layernorm_param_grads(&op, &grads[0], &X[0, 0], &ws[0], B)
+        for t in range(parts if affine else 0):
+            layernorm_param_grads(&op, &grads[0], &X[0, 0], &ws[0], B, n * t // parts,
+                                  n * (t + 1) // parts)
     np.asarray(Y)[...] = work[:B * n].reshape(B, n)
     np.asarray(dX)[...] = work[2 * B * n:3 * B * n].reshape(B, n)
 
