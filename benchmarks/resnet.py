@@ -45,7 +45,7 @@ def resnet_layers(width=WIDTH, hidden=HIDDEN, blocks=BLOCKS, dropout=DROPOUT):
 
 
 def new_model():
-    # threads=None: the benchmark's thread setting stands (see run.new_fastbp_model).
+    # threads=None on the model; Fastbp passes the row's count (see run.new_fastbp_model).
     return fastbp.Sequential(resnet_layers(), loss="cross_entropy", seed=0, threads=None)
 
 
@@ -55,7 +55,8 @@ class Fastbp:
         self.optimizer = fastbp.AdamW(lr=LR, weight_decay=WEIGHT_DECAY)
 
     def run_epoch(self):
-        self.model.fit(self.X, self.y, epochs=1, batch_size=BATCH, optimizer=self.optimizer)
+        self.model.fit(self.X, self.y, epochs=1, batch_size=BATCH, optimizer=self.optimizer,
+                       threads=fastbp.threads.current())
 
 
 class Roofline:

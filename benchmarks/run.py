@@ -185,8 +185,8 @@ def make_problem(config, dtype, n_samples, seed=0):
 
 def new_fastbp_model(sizes, dtype, dropout=0.0):
     """fastbp's benchmark network (with ``dropout``: a Dropout of that rate after every
-    hidden layer). ``threads=None``: fastbp leaves the BLAS thread count as the benchmark
-    set it (its default, "auto", would run the tiny network on one thread whatever the
+    hidden layer). ``threads=None`` on the model; the adapters pass the row's count to each
+    call (its default, "auto", would run the tiny network on one thread whatever the
     setting, and the rows for 2 threads would not be 2-thread timings)."""
     model = fastbp.mlp(sizes, activation="relu", loss="cross_entropy",
                        dtype=np.dtype(dtype).name, seed=0, threads=None)
@@ -248,11 +248,14 @@ class FastbpImplementation(Implementation):
         self.optimizer = fastbp.SGD(lr=problem.lr, momentum=problem.momentum)
 
     def run_epoch(self):
+        # A team of the row's thread count (which the runner set as BLAS's), BLAS at one
+        # thread inside the call.
         p = self.problem
-        self.model.fit(p.X, p.y, epochs=1, batch_size=p.batch_size, optimizer=self.optimizer)
+        self.model.fit(p.X, p.y, epochs=1, batch_size=p.batch_size, optimizer=self.optimizer,
+                       threads=fastbp.threads.current())
 
     def predict(self, X):
-        return self.model.predict(X)
+        return self.model.predict(X, threads=fastbp.threads.current())
 
 
 class FastbpDropoutImplementation(FastbpImplementation):

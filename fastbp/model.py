@@ -18,7 +18,7 @@ from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
 from .plan import Plan
 from .progress import check_verbose
-from .threads import blas_threads, check_threads, for_fit, resolve
+from .threads import blas_count, blas_threads, check_threads, for_fit, team
 from .callbacks import check_callbacks
 from .training import Trainer, raise_for_status, reported_figures
 from .validation import split_validation
@@ -95,17 +95,19 @@ class Sequential:
         ``Generator``, as ``numpy.random.default_rng`` takes); None draws fresh entropy.
         Seeds initialisation (each layer's ``init`` and ``bias_init``, see :class:`Dense`),
         shuffling and dropout masks; a fixed seed makes training bitwise repeatable at a
-        fixed BLAS thread count. With dropout, the model draws its dropout seed from this
+        fixed ``threads`` count. With dropout, the model draws its dropout seed from this
         generator after the initial weights (so they are those of the same network without
         dropout).
     threads : "auto", int or None, default "auto"
-        BLAS threads for ``fit``, ``predict`` and ``evaluate`` (each can override it):
-        "auto" uses one thread when the network's GEMMs are too small to gain from more;
-        otherwise ``fit`` times one thread against the caller's BLAS setting as it trains
-        and keeps the faster (a second thread waiting for a busy core can be many times
-        slower), while the other calls keep the caller's setting. An int sets that many
-        (and makes training bitwise repeatable); None never touches it. The caller's BLAS
-        setting is restored after every call.
+        Threads for ``fit``, ``train_step``, ``predict`` and ``evaluate`` (each can
+        override it): an int is the size of fastbp's own team, which runs every op of a
+        batch, with SciPy's BLAS held at one thread inside the call. "auto" sizes the team
+        by the caller's BLAS thread count: ``fit`` times that team against one thread as it
+        trains and keeps the faster (a thread waiting for a busy core stalls the whole
+        team), the other calls use one thread when the network's GEMMs are too small to
+        gain from more. None runs one thread and never touches BLAS. A fixed int gives
+        bitwise repeatable training; team sizes agree bitwise except in the products BLAS
+        runs (README, Threads). The caller's BLAS setting is restored after every call.
 
     Attributes
     ----------
@@ -327,10 +329,11 @@ class Sequential:
         Y, labels = check_targets(y, X.shape[0], self.n_outputs, self._loss, self.dtype)
         return X, Y, labels
 
-    def _blas_threads(self, threads, rows):
-        """Context that sets SciPy's BLAS threads for a call on batches of ``rows`` rows."""
+    def _team(self, threads, rows):
+        """Context for a call on batches of ``rows`` rows: holds SciPy's BLAS at one thread
+        and yields the size of fastbp's thread team (fastbp.threads.team)."""
         threads = check_threads(self.threads if threads is None else threads)
-        return blas_threads(resolve(threads, self._plan.largest_gemm_flops(rows)))
+        return team(threads, self._plan.largest_gemm_flops(rows))
 
     def _use_optimizer(self, optimizer):
         """Validate ``optimizer`` and make its state ready, keeping it across calls with the
@@ -356,7 +359,8 @@ class Sequential:
         ----------
         X : array-like of shape (n_samples, n_features)
         threads : "auto", int or None
-            BLAS threads for this call; None uses the model's ``threads`` setting.
+            fastbp's team size for this call (see :class:`Sequential`); None uses the
+            model's ``threads`` setting.
 
         Returns
         -------
@@ -369,8 +373,8 @@ class Sequential:
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         rows = self._plan.predict_rows(X.shape[0])
         self._plan.ensure_capacity(rows)
-        with self._blas_threads(threads, rows):
-            _core.forward(self._plan, X, out, True)
+        with self._team(threads, rows) as size:
+            _core.forward(self._plan, X, out, True, n_threads=size)
         return out
 
     @_exclusive
@@ -395,13 +399,15 @@ class Sequential:
         X, Y, labels = self._check_Xy(X, y)
         weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
         rows = self._plan.predict_rows(X.shape[0])
-        with self._blas_threads(threads, rows):
-            return self._evaluate_checked(X, Y, labels, weights)
+        with self._team(threads, rows) as size:
+            return self._evaluate_checked(X, Y, labels, weights, size)
 
-    def _evaluate_checked(self, X, Y, labels, weights=None):
-        """evaluate() on inputs already checked, at the current BLAS setting."""
+    def _evaluate_checked(self, X, Y, labels, weights=None, n_threads=1):
+        """evaluate() on inputs already checked, on a team of ``n_threads`` (BLAS at one
+        thread where that is more than one)."""
         self._plan.ensure_capacity(self._plan.predict_rows(X.shape[0]))
-        loss, hits = _core.evaluate(self._plan, X, Y, labels, sample_weight=weights)
+        loss, hits = _core.evaluate(self._plan, X, Y, labels, sample_weight=weights,
+                                    n_threads=n_threads)
         result = {"loss": float(loss)}
         if self._loss in CLASSIFICATION:
             result["accuracy"] = self._accuracy(hits, X.shape[0], weights)
@@ -429,7 +435,8 @@ class Sequential:
         weight_decay : float, default 0.0
             Adds ``weight_decay / 2 * sum(||W||²)`` (weights only) to the loss.
         threads : "auto", int or None
-            BLAS threads for this call; None uses the model's ``threads`` setting.
+            BLAS threads for this call (it runs on one fastbp thread); None uses the
+            model's ``threads`` setting.
         sample_weight : array-like of shape (n_samples,), optional
             As for :meth:`fit`: the loss is ``sum(w * loss) / n_samples``.
         dropout_step : int or None, default None
@@ -457,7 +464,8 @@ class Sequential:
         weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
         plan = self._plan
         plan.ensure_capacity(X.shape[0])
-        with self._blas_threads(threads, X.shape[0]):
+        threads = check_threads(self.threads if threads is None else threads)
+        with blas_threads(blas_count(threads, plan.largest_gemm_flops(X.shape[0]))):
             loss = _core.gradients(plan, X, Y, labels, weight_decay, sample_weight=weights,
                                    dropout_step=-1 if dropout_step is None else dropout_step)
         if not np.isfinite(loss):  # the core skips backward then; never return stale values
@@ -479,10 +487,10 @@ class Sequential:
         optimizer = self._use_optimizer(optimizer)
         plan = self._plan
         plan.ensure_capacity(X.shape[0])
-        with self._blas_threads(threads, X.shape[0]):
+        with self._team(threads, X.shape[0]) as size:
             status, loss_sum, n_batches, _ = _core.train_epoch(
                 plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer,
-                optimizer.rates(plan.epochs, plan.steps, 1), plan.steps,
+                optimizer.rates(plan.epochs, plan.steps, 1), plan.steps, n_threads=size,
                 sample_weight=weights, training_step=plan.training_steps)
         plan.steps += n_batches
         plan.training_steps += n_batches
@@ -514,9 +522,9 @@ class Sequential:
             epoch, never a bar (as Keras). True and False mean 1 and 0; anything else
             raises.
         threads : "auto", int or None
-            BLAS threads for this call; None uses the model's ``threads`` setting. With
-            "auto" and large enough GEMMs, fit picks between one thread and the caller's
-            count by timing them as it trains (see :class:`Sequential`).
+            fastbp's team size for this call; None uses the model's ``threads`` setting.
+            With "auto", fit picks between one thread and a team of the caller's BLAS
+            thread count by timing them as it trains (see :class:`Sequential`).
         validation_data : (X_val, y_val), optional
             Evaluated after every epoch (``val_loss``, and ``val_accuracy`` for
             classification losses).
@@ -580,10 +588,10 @@ class Sequential:
                 "BatchNorm needs at least 2 rows per training batch; choose another batch_size")
         self._plan.ensure_capacity(batch_size)
         threads = check_threads(self.threads if threads is None else threads)
-        context, tuner = for_fit(threads, self._plan.largest_gemm_flops(batch_size))
-        trainer = Trainer(self, X, Y, labels, weights, batch_size, optimizer, bool(shuffle),
-                          verbose, validation, callbacks, max_time, tuner)
-        with context:
+        with for_fit(threads) as (size, tuner):
+            trainer = Trainer(self, X, Y, labels, weights, batch_size, optimizer,
+                              bool(shuffle), verbose, validation, callbacks, max_time,
+                              size, tuner)
             return trainer.run(epochs)
 
     def _sample_weights(self, n_samples, labels, sample_weight, class_weight):

@@ -1,7 +1,10 @@
-"""BLAS threads for fastbp's own calls: set for the call, the caller's setting restored after.
+"""Threads for fastbp's calls: the size of fastbp's own thread team, with SciPy's BLAS held at
+one thread inside the call and the caller's setting restored after.
 
-fastbp calls SciPy's BLAS, so only that library's thread pool is changed (found through
-threadpoolctl; if SciPy shares its BLAS with NumPy, that shared pool).
+fit, train_step, predict and evaluate run every op of a batch on a team of OpenMP threads
+(src_c/_team.pxi), so the BLAS calls they make must not start threads of their own. Only
+SciPy's BLAS is changed (found through threadpoolctl; if SciPy shares its BLAS with NumPy,
+that shared pool).
 """
 import contextlib
 import functools
@@ -10,11 +13,13 @@ import os
 import threading
 import warnings
 
-#: Below this many floating-point operations in the step's largest GEMM, a second BLAS thread
-#: gains nothing, so ``threads="auto"`` uses one (and leaves the other core to the caller).
-#: Measured on the 2-core machine, one epoch at 1 vs 2 threads: 0.13, 0.26 and 0.52 MFLOP
-#: ran 1.03x, 1.00x and 0.98-0.99x as long on 2 threads; 1.05 MFLOP 0.82-0.89x, 12.8 MFLOP
-#: (784-128-10, batch 64) 0.67x.
+#: Below this many floating-point operations in the step's largest GEMM, a second thread
+#: gains nothing, so ``threads="auto"`` uses one in predict, evaluate and train_step (fit
+#: times the team against one thread instead). Measured on the 2-core machine for BLAS
+#: threads, one epoch at 1 vs 2 threads: 0.13, 0.26 and 0.52 MFLOP ran 1.03x, 1.00x and
+#: 0.98-0.99x as long on 2 threads; 1.05 MFLOP 0.82-0.89x, 12.8 MFLOP (784-128-10, batch 64)
+#: 0.67x; the team of 2 ran the tiny network (64-32-10, batch 32: 0.13 MFLOP) 1.05x as long
+#: as one thread, and 784-128-10 0.67x.
 AUTO_MIN_FLOPS_PER_GEMM = 1.0e6
 
 
@@ -42,22 +47,44 @@ def check_threads(threads, name="threads"):
     return int(threads)
 
 
-def resolve(threads, flops_per_gemm):
-    """The thread count to use (None: leave the BLAS setting as it is)."""
+def team_size(threads, flops_per_gemm):
+    """fastbp's team size for a call whose largest GEMM has ``flops_per_gemm`` operations
+    (None: one thread, BLAS left as it is)."""
+    if threads == "auto":
+        return current() if flops_per_gemm >= AUTO_MIN_FLOPS_PER_GEMM else 1
+    return 1 if threads is None else threads
+
+
+def blas_count(threads, flops_per_gemm):
+    """BLAS threads for a call that runs on one fastbp thread (``gradients``): "auto" is
+    one thread for small GEMMs and the caller's setting otherwise (None: leave it)."""
     if threads == "auto":
         return 1 if flops_per_gemm < AUTO_MIN_FLOPS_PER_GEMM else None
     return threads
 
 
-def for_fit(threads, flops_per_gemm):
-    """``(context, tuner)`` for a fit call: the context sets SciPy's BLAS threads for the
-    call and restores the caller's setting after; the tuner (or None) picks the count per
-    chunk when ``threads`` is "auto" and more than one thread might help."""
-    resolved = resolve(threads, flops_per_gemm)
-    many = current() if threads == "auto" and resolved is None else 1
-    if many > 1 and threading.current_thread() is threading.main_thread():
-        return blas_threads(many), ThreadTuner(many)
-    return blas_threads(resolved), None
+@contextlib.contextmanager
+def team(threads, flops_per_gemm):
+    """Run the block with SciPy's BLAS at one thread; yields the team size for ``threads``
+    (team_size). ``threads=None`` leaves BLAS alone and yields 1. If BLAS ignores the
+    setting (as OpenBLAS does from a thread other than the main one, with a warning), the
+    team is 1 too: a team calling a multi-threaded BLAS would oversubscribe the cores."""
+    size = team_size(threads, flops_per_gemm)
+    if threads is None:
+        yield size
+        return
+    with blas_threads(1):
+        yield size if current() == 1 else 1
+
+
+@contextlib.contextmanager
+def for_fit(threads):
+    """The team for a fit call, as ``(size, tuner)``: with "auto", a ThreadTuner (or None
+    where only one thread is on offer) picks the size per chunk; otherwise ``size`` is
+    used throughout (team)."""
+    with team(threads, float("inf")) as size:
+        tuner = ThreadTuner(size) if threads == "auto" and size > 1 else None
+        yield (1 if tuner else size), tuner
 
 
 def current():
@@ -99,27 +126,22 @@ def blas_threads(threads):
             lib.set_num_threads(count)
 
 
-def set_blas_threads(threads):
-    """Set SciPy's BLAS to ``threads`` threads, without restoring (inside ``blas_threads``)."""
-    for lib in _scipy_blas():
-        lib.set_num_threads(threads)
-
-
 class ThreadTuner:
-    """``threads="auto"`` in ``fit`` when the GEMMs are large enough for more BLAS threads
-    to help: train at whichever of one thread and the caller's count runs a batch faster,
-    timed as training goes.
+    """``threads="auto"`` in ``fit``: train with whichever team runs a batch faster, one
+    thread or as many as the caller's BLAS setting, timed as training goes.
 
-    Why measure: a second OpenBLAS thread that has to wait for a core other processes keep
-    busy made the MNIST-1D example's small GEMMs 4-60x slower than one thread. Training
+    Why measure: a thread that has to wait for a core other processes keep busy stalls the
+    whole team at every meeting (a second OpenBLAS thread made the MNIST-1D example's small
+    GEMMs 4-60x slower than one thread; a team of 2 with one core taken ran the tiny
+    network 870x slower), and the smallest networks gain nothing from a second thread. Training
     starts at one thread; after ``FIRST_PROBE_S`` the other count is timed on a probe of
     about ``PROBE_S`` worth of batches, and training switches to it if it is clearly
     faster (probes are short and the machine noisy, so a switch is re-checked after
     ``RECHECK_S``). A losing count is probed again after ``PROBE_AFTER_S`` of training, the
     wait doubling each further time it loses (up to ``PROBE_MAX_S``), so probes cost a
-    small share even when they run many times slower. Thread counts give results that
-    differ in the last bits, so the choice, and hence the result, can vary from run to run:
-    pass an int for bitwise repeatability.
+    small share even when they run many times slower. Team sizes give results that differ in
+    the last bits where BLAS runs a product (README, Threads), so the choice, and hence the
+    result, can vary from run to run: pass an int for bitwise repeatability.
     """
 
     FIRST_PROBE_S = 0.02
@@ -137,14 +159,13 @@ class ThreadTuner:
         self.probing = False
 
     def next_chunk(self, chunk_batches):
-        """``(threads, batches)`` for the next compiled call, at most ``chunk_batches``
-        batches; sets SciPy's BLAS to ``threads``."""
+        """``(threads, batches)`` for the next compiled call: its team size and at most
+        ``chunk_batches`` batches."""
         self.probing = self.choice in self.per_batch and self.trained_s >= self.wait[self.other]
         threads, batches = self.choice, chunk_batches
         if self.probing:
             threads = self.other
             batches = min(chunk_batches, max(1, round(self.PROBE_S / self.per_batch[self.choice])))
-        set_blas_threads(threads)
         return threads, batches
 
     def record(self, threads, seconds, batches):

@@ -182,13 +182,14 @@ class Trainer:
     """One ``fit`` call: the data, the settings and the loop over epochs and chunks."""
 
     def __init__(self, model, X, Y, labels, weights, batch_size, optimizer, shuffle, verbose,
-                 validation, callbacks, max_time, tuner=None):
+                 validation, callbacks, max_time, threads=1, tuner=None):
         self.model, self.plan = model, model._plan
         self.X, self.Y, self.labels, self.weights = X, Y, labels, weights
         self.batch_size, self.optimizer, self.shuffle = batch_size, optimizer, shuffle
         self.validation, self.callbacks, self.max_time = validation, callbacks, max_time
         self.progress = Progress(verbose)
-        self.tuner = tuner  # picks BLAS threads per chunk (threads="auto"), or None
+        self.threads = threads  # fastbp's team size for every chunk, unless
+        self.tuner = tuner      # a ThreadTuner picks it per chunk (threads="auto")
         # Batches per compiled call: learnt as training goes and kept on the plan, so the
         # next fit call at this batch size starts at the right size.
         self.chunk_batches = self.plan.chunk_batches.get(batch_size, 1)
@@ -252,12 +253,12 @@ class Trainer:
                 self.progress.close()
                 return None
             threads, batches = (self.tuner.next_chunk(self.chunk_batches) if self.tuner
-                                else (None, self.chunk_batches))
+                                else (self.threads, self.chunk_batches))
             end = min(n, done + batches * self.batch_size)
             chunk_started = time.perf_counter()
             status, chunk_loss, chunk_done, chunk_hits = _core.train_epoch(
                 plan, self.X, self.Y, self.labels, order, self.batch_size, optimizer,
-                rates[batch:], plan.steps, row0=done, row1=end,
+                rates[batch:], plan.steps, row0=done, row1=end, n_threads=threads,
                 telemetry=telemetry if end == n else None,  # the epoch's last batch only
                 sample_weight=self.weights, training_step=plan.training_steps)
             plan.steps += chunk_done
@@ -277,8 +278,9 @@ class Trainer:
         if self.model._loss in CLASSIFICATION:
             logs["accuracy"] = self.model._accuracy(hits, n, self.weights)
         if self.validation is not None:
-            logs.update({"val_" + key: value
-                         for key, value in self.model._evaluate_checked(*self.validation).items()})
+            team = self.tuner.choice if self.tuner else self.threads
+            logs.update({"val_" + key: value for key, value in self.model._evaluate_checked(
+                *self.validation, n_threads=team).items()})
         logs.update(lr=float(rates[-1]), epoch_time=elapsed,
                     samples_per_second=n / max(elapsed, 1e-12))
         logs.update(layer_figures(telemetry, plan.dense_activations))

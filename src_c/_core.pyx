@@ -256,11 +256,13 @@ def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     return loss + 0.5 * weight_decay * penalty
 
 
-def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_output):
+def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_output,
+            int n_threads=1):
     """Write the network's output for every row of X into ``out`` (n_rows x n_outputs), in
-    chunks of the workspace capacity; with apply_output, softmax/sigmoid as the loss implies.
-    BatchNorm ops use their running statistics."""
-    cdef Py_ssize_t start, B, n_out
+    chunks of the workspace capacity, on a team of n_threads (BLAS at one thread where
+    that is more than one, as train_epoch); with apply_output, softmax/sigmoid as the loss
+    implies. BatchNorm ops use their running statistics."""
+    cdef Py_ssize_t n_out
     cdef floating[::1] params = plan.params, stats = plan.stats, scratch = plan.scratch
     cdef floating[::1] workspace = plan.workspace
     cdef floating *P = _ptr(params)
@@ -275,30 +277,32 @@ def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_out
             raise ValueError("X has %d features, the model expects %d" % (X.shape[1], net.ops[0].n_in))
         if out.shape[0] != X.shape[0] or out.shape[1] != n_out:
             raise ValueError("out must have shape (%d, %d)" % (X.shape[0], n_out))
+        if n_threads < 1:
+            raise ValueError("n_threads must be >= 1")
         _check_batch_args(&net, 0, X.shape[1], 0, n_out, 0, min(net.capacity, max(X.shape[0], 1)))
+        if X.shape[0] == 0:
+            return
         with nogil:
             _prepare_inference(&net, P, R, T)
-            start = 0
-            while start < X.shape[0]:
-                B = min(net.capacity, X.shape[0] - start)
-                _forward(&net, P, T, ws, &X[start, 0], 0, B, &out[start, 0], B)
-                if apply_output:
-                    output_activation(net.loss, &out[start, 0], B, n_out)
-                start += B
+            with parallel(num_threads=n_threads):
+                _team_infer(&net, P, T, ws, &X[0, 0], X.shape[0], &out[0, 0], apply_output,
+                            NULL, 0, NULL, NULL, NULL, NULL, NULL)
     finally:
         free(net.ops)
 
 
 def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
-             const Py_ssize_t[::1] labels, const floating[::1] sample_weight=None):
-    """Loss and hits (_losses.pxd D) over all rows of X, in chunks of the workspace capacity:
-    returns ``(Σ w·loss / n_rows, Σ w·hits)`` with w = ``sample_weight`` (one per row; all 1
-    if None), fit's definition of the loss, with no penalty. BatchNorm ops use their
-    running statistics."""
-    cdef Py_ssize_t start, B, n_out, y_cols = Y.shape[1]
-    cdef double total = 0, hits = 0
+             const Py_ssize_t[::1] labels, const floating[::1] sample_weight=None,
+             int n_threads=1):
+    """Loss and hits (_losses.pxd D) over all rows of X, in chunks of the workspace capacity,
+    on a team of n_threads (as forward): returns ``(Σ w·loss / n_rows, Σ w·hits)`` with w =
+    ``sample_weight`` (one per row; all 1 if None), fit's definition of the loss, with no
+    penalty, summed tile by tile in order whatever the team's size. BatchNorm ops use
+    their running statistics."""
+    cdef Py_ssize_t tiles
+    cdef double total[2]
+    cdef double *tile_loss = NULL
     cdef const floating *weights_p = NULL
-    cdef Op *last
     cdef floating[::1] params = plan.params, stats = plan.stats, scratch = plan.scratch
     cdef floating[::1] workspace = plan.workspace
     cdef floating *P = _ptr(params)
@@ -308,10 +312,10 @@ def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0])
     try:
         _check_buffers(&net, params.shape[0], stats.shape[0])
-        last = &net.ops[net.n_ops - 1]
-        n_out = last.n_out
         if X.shape[0] == 0:
             raise ValueError("no rows to evaluate")
+        if n_threads < 1:
+            raise ValueError("n_threads must be >= 1")
         if sample_weight is not None:
             if sample_weight.shape[0] != X.shape[0]:
                 raise ValueError("sample_weight has %d entries, X has %d rows"
@@ -319,21 +323,21 @@ def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             weights_p = &sample_weight[0]
         _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
                           labels.shape[0], min(net.capacity, X.shape[0]))
+        tiles = (min(net.capacity, X.shape[0]) + ROW_TILE - 1) // ROW_TILE
+        tile_loss = <double *> malloc(2 * tiles * sizeof(double))
+        if tile_loss == NULL:
+            raise MemoryError()
+        total[0] = total[1] = 0
         with nogil:
             _prepare_inference(&net, P, R, T)
-            start = 0
-            while start < X.shape[0]:
-                B = min(net.capacity, X.shape[0] - start)
-                _forward(&net, P, T, ws, &X[start, 0], 0, B, NULL, B)
-                total += weighted_loss_backward(
-                    net.loss, last.act, ws + last.out, ws + last.z if last.z >= 0 else NULL,
-                    _cptr2(Y) + (start * y_cols if Y.shape[0] > 0 else 0),
-                    _iptr(labels) + (start if labels.shape[0] > 0 else 0),
-                    NULL, weights_p + (start if weights_p != NULL else 0), B, n_out, B, &hits)
-                start += B
+            with parallel(num_threads=n_threads):
+                _team_infer(&net, P, T, ws, &X[0, 0], X.shape[0], NULL, False, _cptr2(Y),
+                            Y.shape[1], _iptr(labels), weights_p, tile_loss,
+                            tile_loss + tiles, total)
     finally:
         free(net.ops)
-    return total / X.shape[0], hits
+        free(tile_loss)
+    return total[0] / X.shape[0], total[1]
 
 
 def gemm_roofline(plan, const floating[:, ::1] X, Py_ssize_t batch_size):

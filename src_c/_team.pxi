@@ -262,3 +262,46 @@ cdef void _team_epoch(Team *tm, floating *P, floating *G, floating *S, floating 
         n_batches += 1
         start += B
         _sync(n)  # the step is done before the next batch's gather and forward
+
+
+cdef void _team_infer(Net *net, const floating *P, floating *T, floating *ws,
+                      const floating *X, Py_ssize_t n_rows, floating *out, bint apply_output,
+                      const floating *Y, Py_ssize_t y_cols, const Py_ssize_t *labels,
+                      const floating *weights, double *tile_loss, double *tile_hits,
+                      double *total) noexcept nogil:
+    """Every row of X through the network (inference: row-local ops only), in chunks of the
+    workspace's capacity, on this thread of the team: each chunk's rows split by tiles. With
+    ``out``, the outputs go there (with apply_output, softmax/sigmoid as the loss implies);
+    without, thread 0 adds the tiles' Σ w·loss and hits to total[0], total[1], tile by tile
+    in order, as _team_epoch does."""
+    cdef int t = fastbp_thread_number(), n = fastbp_team_size()
+    cdef Op *last = &net.ops[net.n_ops - 1]
+    cdef Py_ssize_t F = net.ops[0].n_in, n_out = last.n_out, start = 0, B, a, b, k, r0, r1
+    cdef Py_ssize_t row, rows
+    while start < n_rows:
+        B = min(net.capacity, n_rows - start)
+        _part((B + ROW_TILE - 1) // ROW_TILE, t, n, &a, &b)
+        r0, r1 = a * ROW_TILE, min(b * ROW_TILE, B)
+        _forward(net, P, T, ws, X + start * F, r0, r1,
+                 out + start * n_out if out != NULL else NULL, B, t, n)
+        if out != NULL:
+            if apply_output and r1 > r0:
+                output_activation(net.loss, out + (start + r0) * n_out, r1 - r0, n_out)
+        else:
+            for k in range(a, b):
+                row, rows = k * ROW_TILE, min(ROW_TILE, B - k * ROW_TILE)
+                tile_hits[k] = 0
+                tile_loss[k] = weighted_loss_backward(
+                    net.loss, last.act, ws + last.out + row * n_out,
+                    ws + last.z + row * n_out if last.z >= 0 else NULL,
+                    Y + (start + row) * y_cols if Y != NULL else NULL,
+                    labels + start + row if labels != NULL else NULL, NULL,
+                    weights + start + row if weights != NULL else NULL, rows, n_out, B,
+                    &tile_hits[k])
+            _sync(n)
+            if t == 0:
+                for k in range((B + ROW_TILE - 1) // ROW_TILE):
+                    total[0] += tile_loss[k]
+                    total[1] += tile_hits[k]
+        _sync(n)  # the chunk is done before the next one reuses the workspace
+        start += B

@@ -371,8 +371,8 @@ def test_mlp_norm_option():
 
 @pytest.mark.parametrize("name", ["layernorm", "nested", "batchnorm"])
 def test_batches_split_over_threads_train_alike(name):
-    """The core's data-parallel path: row-local networks (LayerNorm, Residual) split each
-    batch over 3 threads; a network with BatchNorm runs on one thread, bitwise as 1."""
+    """The core's team: 3 threads split each batch's rows (a BatchNorm's features), with
+    the arithmetic of one thread (tests/test_team.py covers every layer kind)."""
     X, y = problem(37)
     results = []
     for n_threads in (1, 3):

@@ -333,16 +333,18 @@ def test_telemetry_shows_vanishing_gradients_in_a_deep_sigmoid_network():
 
 # ---------------------------------------------------------------- time and interrupts
 
-def test_max_time_stops_within_a_chunk():
+@pytest.mark.parametrize("team", [1, 2])
+def test_max_time_stops_within_a_chunk(team):
     X, y = problem(4000)
     started = time.monotonic()
-    history = model().fit(X, y, epochs=10**6, max_time=0.4, **FIT)
+    history = model().fit(X, y, epochs=10**6, max_time=0.4, **{**FIT, "threads": team})
     assert history.stop_reason == "max_time"
     assert time.monotonic() - started < 0.4 + 1.0
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself is POSIX")
-def test_ctrl_c_stops_within_a_second_and_returns_the_history(capsys):
+@pytest.mark.parametrize("team", [1, 2])
+def test_ctrl_c_stops_within_a_second_and_returns_the_history(capsys, team):
     X, y = problem(4000)
     m = model()
     stopper, recorder = cb.EarlyStopping(monitor="loss", patience=10**6), Recorder()
@@ -354,7 +356,8 @@ def test_ctrl_c_stops_within_a_second_and_returns_the_history(capsys):
 
     timer = threading.Timer(1.0, interrupt)
     timer.start()
-    history = m.fit(X, y, epochs=10**6, callbacks=[recorder, stopper], **FIT)
+    history = m.fit(X, y, epochs=10**6, callbacks=[recorder, stopper],
+                    **{**FIT, "threads": team})
     returned = time.monotonic()
     timer.join()
     assert history.stop_reason == "interrupted" and history.epochs >= 1
@@ -365,7 +368,8 @@ def test_ctrl_c_stops_within_a_second_and_returns_the_history(capsys):
     assert signal.getsignal(signal.SIGINT) is handler
 
 
-def test_interrupt_main_stops_fit_within_a_second_with_finite_weights(capsys):
+@pytest.mark.parametrize("team", [1, 2])
+def test_interrupt_main_stops_fit_within_a_second_with_finite_weights(capsys, team):
     """Ctrl-C as _thread.interrupt_main() raises it (Python's SIGINT handling, no OS signal),
     without early stopping: the model keeps its last completed step."""
     X, y = problem(4000)
@@ -378,7 +382,7 @@ def test_interrupt_main_stops_fit_within_a_second_with_finite_weights(capsys):
 
     timer = threading.Timer(0.5, interrupt)
     timer.start()
-    history = m.fit(X, y, epochs=10**6, **FIT)
+    history = m.fit(X, y, epochs=10**6, **{**FIT, "threads": team})
     returned = time.monotonic()
     timer.join()
     assert history.stop_reason == "interrupted"
