@@ -101,11 +101,11 @@ class Sequential:
     threads : "auto", int or None, default "auto"
         Threads for ``fit``, ``train_step``, ``predict`` and ``evaluate`` (each can
         override it): an int is the size of fastbp's own team, which runs every op of a
-        batch, with SciPy's BLAS held at one thread inside the call. "auto" sizes the team
-        by the caller's BLAS thread count: ``fit`` times that team against one thread as it
-        trains and keeps the faster (a thread waiting for a busy core stalls the whole
-        team), the other calls use one thread when the network's GEMMs are too small to
-        gain from more. None runs one thread and never touches BLAS. A fixed int gives
+        batch, with SciPy's BLAS held at one thread inside the call; a network whose
+        GEMMs are too small to gain from a second thread (under 1 MFLOP,
+        ``fastbp.threads.MIN_FLOPS_PER_GEMM``) runs on one. "auto" sizes the team by the
+        caller's BLAS thread count, and ``fit`` times that team against one thread as it
+        trains and keeps the faster (a thread waiting for a busy core stalls the team). None runs one thread and never touches BLAS. A fixed int gives
         bitwise repeatable training; team sizes agree bitwise except in the products BLAS
         runs (README, Threads). The caller's BLAS setting is restored after every call.
 
@@ -588,7 +588,7 @@ class Sequential:
                 "BatchNorm needs at least 2 rows per training batch; choose another batch_size")
         self._plan.ensure_capacity(batch_size)
         threads = check_threads(self.threads if threads is None else threads)
-        with for_fit(threads) as (size, tuner):
+        with for_fit(threads, self._plan.largest_gemm_flops(batch_size)) as (size, tuner):
             trainer = Trainer(self, X, Y, labels, weights, batch_size, optimizer,
                               bool(shuffle), verbose, validation, callbacks, max_time,
                               size, tuner)

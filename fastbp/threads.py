@@ -14,13 +14,13 @@ import threading
 import warnings
 
 #: Below this many floating-point operations in the step's largest GEMM, a second thread
-#: gains nothing, so ``threads="auto"`` uses one in predict, evaluate and train_step (fit
-#: times the team against one thread instead). Measured on the 2-core machine for BLAS
-#: threads, one epoch at 1 vs 2 threads: 0.13, 0.26 and 0.52 MFLOP ran 1.03x, 1.00x and
-#: 0.98-0.99x as long on 2 threads; 1.05 MFLOP 0.82-0.89x, 12.8 MFLOP (784-128-10, batch 64)
-#: 0.67x; the team of 2 ran the tiny network (64-32-10, batch 32: 0.13 MFLOP) 1.05x as long
-#: as one thread, and 784-128-10 0.67x.
-AUTO_MIN_FLOPS_PER_GEMM = 1.0e6
+#: gains nothing: calls run on one thread whatever ``threads`` says (and "auto" never
+#: tunes). Measured on the 2-core machine, one training epoch on teams of 1 and 2 threads
+#: (fresh processes, 3 runs each): 64-32-10 at batch 32 (0.13 MFLOP) 1.8-2.4 against
+#: 2.0-3.0 ms, 128-64-10 at batch 64 (1.05 MFLOP) 6.3-6.4 against 4.7-6.6 ms, 256-128-10 at
+#: batch 64 (4.2 MFLOP) 20.0-21.2 against 13.7-17.1 ms. (For BLAS's own threads before
+#: the team: 0.13-0.52 MFLOP 0.98-1.03x as long on 2 threads, 1.05 MFLOP 0.82-0.89x.)
+MIN_FLOPS_PER_GEMM = 1.0e6
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,18 +48,18 @@ def check_threads(threads, name="threads"):
 
 
 def team_size(threads, flops_per_gemm):
-    """fastbp's team size for a call whose largest GEMM has ``flops_per_gemm`` operations
-    (None: one thread, BLAS left as it is)."""
-    if threads == "auto":
-        return current() if flops_per_gemm >= AUTO_MIN_FLOPS_PER_GEMM else 1
-    return 1 if threads is None else threads
+    """fastbp's team size for a call whose largest GEMM has ``flops_per_gemm`` operations:
+    ``threads`` ("auto": the caller's BLAS count; None: 1), or 1 below MIN_FLOPS_PER_GEMM."""
+    if threads is None or flops_per_gemm < MIN_FLOPS_PER_GEMM:
+        return 1
+    return current() if threads == "auto" else threads
 
 
 def blas_count(threads, flops_per_gemm):
     """BLAS threads for a call that runs on one fastbp thread (``gradients``): "auto" is
     one thread for small GEMMs and the caller's setting otherwise (None: leave it)."""
     if threads == "auto":
-        return 1 if flops_per_gemm < AUTO_MIN_FLOPS_PER_GEMM else None
+        return 1 if flops_per_gemm < MIN_FLOPS_PER_GEMM else None
     return threads
 
 
@@ -78,11 +78,11 @@ def team(threads, flops_per_gemm):
 
 
 @contextlib.contextmanager
-def for_fit(threads):
+def for_fit(threads, flops_per_gemm):
     """The team for a fit call, as ``(size, tuner)``: with "auto", a ThreadTuner (or None
     where only one thread is on offer) picks the size per chunk; otherwise ``size`` is
     used throughout (team)."""
-    with team(threads, float("inf")) as size:
+    with team(threads, flops_per_gemm) as size:
         tuner = ThreadTuner(size) if threads == "auto" and size > 1 else None
         yield (1 if tuner else size), tuner
 

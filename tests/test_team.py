@@ -31,9 +31,11 @@ NETWORKS = {
 
 
 @pytest.fixture(autouse=True)
-def products_in_fastbps_loops():
-    """Small products in fastbp's C loops (where the build has them), so that every
+def products_in_fastbps_loops(monkeypatch):
+    """Teams for these small networks (which would run on one thread: threads.py), and
+    small products in fastbp's C loops (where the build has them), so that every
     operation is fastbp's own; the setting is restored after."""
+    monkeypatch.setattr(threads, "MIN_FLOPS_PER_GEMM", 0)
     before = core.small_products()
     core.small_products(True)
     yield
@@ -71,10 +73,15 @@ def trained(name, dtype, team, batch_size, rows=37, optimizer=None, **fit):
 @pytest.mark.parametrize("name", list(NETWORKS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch_size", [13, 5])  # 5 rows: one tile, the others idle
-def test_fit_gives_the_same_model_at_every_team_size(name, dtype, batch_size):
+def test_fit_gives_the_same_model_at_every_team_size(name, dtype, batch_size, monkeypatch):
+    sizes, real = [], core.train_epoch
+    monkeypatch.setattr(core, "train_epoch",
+                        lambda *a, **k: (sizes.append(k["n_threads"]), real(*a, **k))[1])
     results = []
     for team in TEAMS:
+        sizes.clear()
         model, history = trained(name, dtype, team, batch_size)
+        assert set(sizes) == {team}  # the team really ran
         results.append((model.parameters.copy(), model._plan.stats.copy(),
                         model._plan.state.copy(), np.asarray(history.loss),
                         np.asarray(history.accuracy)))

@@ -60,11 +60,15 @@ def blas_settings(monkeypatch):
     (None, None, 1, []),        # the model never touches BLAS, and runs one thread
     (None, 1, 1, [1]),          # a call overrides the model
     (1, "auto", 1, [1]),
-    (None, 3, 3, [1]),          # a team of 3, BLAS held at one thread inside
+    (None, 3, 1, [1]),          # its GEMMs are too small for a team: one thread
+    (None, "big", 3, [1]),      # a team of 3, BLAS held at one thread inside
 ])
 def test_calls_set_the_team_and_leave_the_callers_setting(
         blas_at_two, team_sizes, blas_settings, call, model_setting, call_setting, team,
-        blas):
+        blas, monkeypatch):
+    if call_setting == "big":  # as if the network's GEMMs were large enough for a team
+        monkeypatch.setattr(threads, "MIN_FLOPS_PER_GEMM", 0)
+        call_setting = 3
     model = fb.mlp([6, 5, 3], loss="cross_entropy", seed=0, threads=model_setting)
     X, y = np.random.default_rng(0).normal(size=(40, 6)), np.arange(40) % 3
     args = (X,) if call == "predict" else (X, y)
@@ -77,10 +81,11 @@ def test_calls_set_the_team_and_leave_the_callers_setting(
     assert threads.current() == 2
 
 
-def test_auto_team_is_the_callers_count_for_large_gemms_only(blas_at_two):
+def test_teams_run_only_where_the_gemms_are_large_enough(blas_at_two):
     assert threads.team_size("auto", 1e4) == 1
-    assert threads.team_size("auto", 1e9) == 2
-    assert threads.team_size(3, 1e4) == 3
+    assert threads.team_size("auto", 1e9) == 2  # the caller's BLAS count
+    assert threads.team_size(3, 1e4) == 1
+    assert threads.team_size(3, 1e9) == 3
     assert threads.team_size(None, 1e9) == 1
     assert threads.blas_count("auto", 1e4) == 1
     assert threads.blas_count("auto", 1e9) is None
@@ -164,7 +169,8 @@ def test_tuner_probe_is_never_longer_than_a_chunk():
 
 def test_auto_fit_times_a_team_against_one_thread(blas_at_two, team_sizes, monkeypatch):
     """fit with "auto" tries teams of 1 and of the caller's 2 threads, with BLAS at one
-    thread inside and the caller's setting after; a fixed count never tunes."""
+    thread inside and the caller's setting after; a fixed count or a tiny network never
+    tunes."""
     monkeypatch.setattr(threads.ThreadTuner, "FIRST_PROBE_S", 0.0)
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(2000, 40)).astype(np.float32), np.arange(2000) % 10
@@ -178,6 +184,7 @@ def test_auto_fit_times_a_team_against_one_thread(blas_at_two, team_sizes, monke
     team_sizes.clear()
     with threads.blas_threads(1):  # "auto" with a caller at one thread: nothing to tune
         model.fit(X, y, epochs=1, batch_size=100, threads="auto")
+    fb.mlp([6, 5, 3], loss="cross_entropy").fit(X[:, :6], y % 3, epochs=1, threads="auto")
     assert set(team_sizes) == {1}
 
 
