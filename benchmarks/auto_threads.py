@@ -1,6 +1,6 @@
-"""threads="auto" in fit against fixed 1 and 2 BLAS threads, on an otherwise idle machine
-and with another process keeping one core busy (a second OpenBLAS thread then waits for
-that core). One fit of a few epochs per timing, the three settings interleaved; medians.
+"""threads="auto" in fit against fixed teams of 1 and 2 threads, on an otherwise idle
+machine and with another process keeping one core busy (the team's second thread then
+waits for that core at every meeting). One fit of a few epochs per timing, the three settings interleaved; medians.
 
 Run: python -m fastbp.benchmarks.auto_threads [--repeats 5]
 """
