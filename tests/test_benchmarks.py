@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("threadpoolctl")
-from fastbp.benchmarks import run  # noqa: E402  (needs threadpoolctl)
+from fastbp.benchmarks import configs, implementations, run  # noqa: E402
+from fastbp.benchmarks.report import markdown_table  # noqa: E402
 
 SMOKE_ARGS = ["--quick", "--configs", "tiny", "--threads", "1", "--repeats", "1",
               "--implementations", "fastbp", "numpy"]
@@ -37,7 +38,7 @@ def test_markdown_cells_are_ms_to_three_figures_with_the_paired_ratio():
                    ("small", 2, "fastbp", 3312.4, 1.034), ("tiny", 1, "numpy", 12.44, 6.8),
                    ("tiny", 1, "fastbp", 2.544, 1.41), ("tiny", 1, "roofline", 0.7734, 1.0),
                    ("small", 2, "roofline", 3201.0, 1.0)]]
-    assert run.markdown_table(records).splitlines() == [
+    assert markdown_table(records).splitlines() == [
         "| config | threads | roofline | fastbp | numpy |",
         "|---|---|---|---|---|",
         "| tiny | 1 | 0.773 | 2.54 (1.41×) | 12.4 (6.80×) |",
@@ -83,12 +84,12 @@ def test_round_robin_rotates_the_order():
 @pytest.mark.parametrize("name", ["torch", "sklearn"])
 def test_optional_adapters_train_and_predict(name):
     """The torch and scikit-learn adapters run an epoch and predict probabilities."""
-    implementation = run.IMPLEMENTATIONS[name]
+    implementation = implementations.IMPLEMENTATIONS[name]
     if not implementation.available():
         pytest.skip(f"{name} is not installed")
-    config = run.Config("test", (8, 6, 3), 4, 16)
+    config = configs.Config("test", (8, 6, 3), 4, 16)
     adapter = implementation()
-    adapter.prepare(run.make_problem(config, "float32", config.n_samples))
+    adapter.prepare(configs.make_problem(config, "float32", config.n_samples))
     adapter.run_epoch()
     proba = adapter.predict(np.ones((5, 8), dtype=np.float32))
     assert proba.shape == (5, 3)
@@ -100,9 +101,9 @@ def test_dropout_adapter_is_opt_in_and_trains_with_dropout():
     only when --implementations names it."""
     assert "fastbp-dropout" not in run.parse_args([]).implementations
     assert "fastbp-dropout" in run.parse_args(["--implementations", "fastbp-dropout"]).implementations
-    config = run.Config("test", (8, 6, 5, 3), 4, 16)
-    adapter = run.IMPLEMENTATIONS["fastbp-dropout"]()
-    adapter.prepare(run.make_problem(config, "float32", config.n_samples))
+    config = configs.Config("test", (8, 6, 5, 3), 4, 16)
+    adapter = implementations.IMPLEMENTATIONS["fastbp-dropout"]()
+    adapter.prepare(configs.make_problem(config, "float32", config.n_samples))
     assert [type(layer).__name__ for layer in adapter.model.layers] == [
         "BoundDense", "Dropout", "BoundDense", "Dropout", "BoundDense"]
     adapter.run_epoch()
@@ -144,3 +145,18 @@ def test_step_costs_benchmark_prints_every_variant(capsys):
     out = capsys.readouterr().out
     for name in ["roofline (GEMMs only)", *step_costs.VARIANTS]:
         assert re.search(rf"\| {re.escape(name)} \| [\d.]+ \| [\d.]+ \| -?[\d.]+ \|", out)
+
+
+def test_scaling_table_gives_speed_up_and_efficiency_against_one_thread():
+    from fastbp.benchmarks.report import scaling_table
+    records = [dict(config="small", implementation=name, threads=n, median_s=seconds)
+               for name, n, seconds in [("fastbp", 1, 0.100), ("fastbp", 2, 0.060),
+                                        ("fastbp", 4, 0.040), ("roofline", 1, 0.080),
+                                        ("roofline", 2, 0.050)]]
+    assert scaling_table(records).splitlines() == [
+        "| config | implementation | 1 thread | 2 threads | 4 threads |",
+        "|---|---|---|---|---|",
+        "| small | fastbp | 100 | 60.0 (1.67×, 83%) | 40.0 (2.50×, 62%) |",
+        "| small | roofline | 80.0 | 50.0 (1.60×, 80%) | – |"]
+    assert scaling_table([r for r in records if r["threads"] != 1]) == ""
+    assert scaling_table([r for r in records if r["threads"] == 1]) == ""

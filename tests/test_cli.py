@@ -47,7 +47,7 @@ def test_bench_quick_prints_what_it_ran_and_the_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "This is the quick run (--quick)" in out
     assert "tiny (64-32-10, batch 32, 2048 rows)" in out
-    assert "BLAS threads: 1; 1 timed repeats" in out
+    assert "Threads: 1; 1 timed repeats" in out
     assert "threads: 1" in out and "BLAS: " in out  # thread settings and BLAS kernels
     assert "| config | threads | roofline | fastbp |" in out
     assert "| tiny | 1 | " in out and "Prediction" not in out  # training only
