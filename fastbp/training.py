@@ -256,11 +256,13 @@ class Trainer:
                                 else (self.threads, self.chunk_batches))
             end = min(n, done + batches * self.batch_size)
             chunk_started = time.perf_counter()
-            status, chunk_loss, chunk_done, chunk_hits = _core.train_epoch(
+            # The running totals go in, so the epoch's loss does not depend on the chunking.
+            status, loss_sum, chunk_done, hits = _core.train_epoch(
                 plan, self.X, self.Y, self.labels, order, self.batch_size, optimizer,
                 rates[batch:], plan.steps, row0=done, row1=end, n_threads=threads,
                 telemetry=telemetry if end == n else None,  # the epoch's last batch only
-                sample_weight=self.weights, training_step=plan.training_steps)
+                sample_weight=self.weights, training_step=plan.training_steps,
+                loss_sum=loss_sum, hits=hits)
             plan.steps += chunk_done
             plan.training_steps += chunk_done
             raise_for_status(status, batch + chunk_done, f"epoch {epoch + 1}")
@@ -268,8 +270,6 @@ class Trainer:
             if not (self.tuner and self.tuner.record(threads, seconds, chunk_done)):
                 self._adapt_chunk(seconds, n_batches)
             batch += chunk_done
-            loss_sum += chunk_loss
-            hits += chunk_hits
             done = end
             self.progress.update(done, loss_sum / done)
         elapsed = time.perf_counter() - started

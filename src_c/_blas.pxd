@@ -129,3 +129,41 @@ cdef inline void mm_tn_rows(const floating *A__km, const floating *B__kn, floati
     else:
         _gemm(NO_TRANS, TRANS, n, row1 - row0, k, <floating> 1.0, B__kn, n, A__km + row0, m,
               <floating> 0, C__mn + <Py_ssize_t> row0 * n, n)
+
+
+# F. Column blocks, BLAS only: a team splits a product that BLAS runs by C's columns where
+#    a split by rows would have every thread pack the whole of the other operand (a layer's
+#    W, bigger than the batch's rows; _step.pxi _by_columns). C keeps its row length n.
+
+
+cdef inline bint _small_macs(int m, int k, int n) noexcept nogil:
+    return (FASTBP_SMALL_GEMM and fastbp_small_gemm_on and m > 0 and n > 0 and k > 0
+            and <long long> m * n * k <= SMALL_GEMM_MACS)
+
+
+cdef inline bint nn_by_blas(int m, int k, int n) noexcept nogil:
+    """True if mm_nn gives the product (of the whole batch's m rows, beta 0) to BLAS."""
+    return not _small_macs(m, k, n)
+
+
+cdef inline bint nt_by_blas(int m, int k, int n) noexcept nogil:
+    """True if mm_nt gives the product (of the whole batch's m rows, beta 0) to BLAS."""
+    return not (_small_macs(m, k, n) and k <= 16 and <long long> n * k <= SMALL_NT_SCRATCH)
+
+
+cdef inline void blas_nn_cols(const floating *A__mk, const floating *B__kn, floating *C__mn,
+                              int m, int k, int n, int col0, int col1) noexcept nogil:
+    """Columns col0:col1 of C = A·B, row-major, through BLAS: C[:, col0:col1] =
+    A·B[:, col0:col1]."""
+    if col1 > col0:
+        _gemm(NO_TRANS, NO_TRANS, col1 - col0, m, k, <floating> 1.0, B__kn + col0, n, A__mk,
+              k, <floating> 0, C__mn + col0, n)
+
+
+cdef inline void blas_nt_cols(const floating *A__mk, const floating *B__nk, floating *C__mn,
+                              int m, int k, int n, int col0, int col1) noexcept nogil:
+    """Columns col0:col1 of C = A·Bᵀ, row-major, through BLAS: C[:, col0:col1] =
+    A·(B[col0:col1])ᵀ."""
+    if col1 > col0:
+        _gemm(TRANS, NO_TRANS, col1 - col0, m, k, <floating> 1.0, B__nk + <Py_ssize_t> col0 * k,
+              k, A__mk, k, <floating> 0, C__mn + col0, n)

@@ -21,7 +21,7 @@ from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from _blas cimport (mm_nn, mm_nt, mm_tn, blas_nn, blas_nt, blas_tn,
+from _blas cimport (mm_nn, mm_nt, mm_tn, blas_nn, blas_nt, blas_tn, nn_by_blas, nt_by_blas,
                    SMALL_GEMM_MACS as _SMALL_GEMM_MACS, FASTBP_SMALL_GEMM,
                    fastbp_small_gemm_on)
 from _activations cimport (bias_act, act_backward, act_needs_z, LEAKY_SLOPE,
@@ -37,7 +37,8 @@ from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_
 from _ops cimport (Op, Net, at, LOC_BATCH, OP_DENSE, OP_DROPOUT, OP_ACTIVATION, OP_BATCHNORM,
                    OP_LAYERNORM, OP_RESIDUAL_BEGIN, OP_RESIDUAL_ADD)
 from _gather cimport gather, prefetch_rows, prefetch_range, GATHER_MAX_ROW_LENGTH
-from _op_dense cimport dense_forward, dense_backward, dense_param_grads, colsum
+from _op_dense cimport (dense_forward, dense_backward, dense_param_grads, colsum, dense_delta,
+                        dense_forward_cols, dense_input_grad_cols)
 from _op_dropout cimport (dropout_op_forward, dropout_op_backward, dropout_forward,
                           dropout_backward, dropout_keys, draw as _draw)
 from _op_activation cimport activation_forward, activation_backward, act_copy
@@ -111,7 +112,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 Py_ssize_t batch_size, optimizer, const double[::1] rates,
                 long long first_step, Py_ssize_t row0=0, Py_ssize_t row1=-1,
                 int n_threads=1, double[:, ::1] telemetry=None,
-                const floating[::1] sample_weight=None, long long training_step=0):
+                const floating[::1] sample_weight=None, long long training_step=0,
+                double loss_sum=0, double hits=0):
     """Run the mini-batches of rows row0:row1 (row1 = -1: to the end) of one pass over
     ``order`` (rows of X; empty = rows in order), in batches starting at row0: a whole epoch
     in one call, or in chunks whose bounds are multiples of batch_size.
@@ -134,9 +136,11 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     ``plan.dropout_seed``. BatchNorm ops use each batch's statistics and, once its update
     is accepted, move their running statistics.
 
-    Returns ``(status, loss_sum, n_batches, hits)``: loss_sum is Σ batch_mean·batch_rows over
-    the completed batches, hits their (sample-weighted) count of correct predictions before
-    each batch's update (classification losses; 0 otherwise; see _losses.pxd D). A batch
+    Returns ``(status, loss_sum, n_batches, hits)``: loss_sum is the given ``loss_sum`` plus
+    Σ batch_mean·batch_rows over the completed batches, hits the given ``hits`` plus their
+    (sample-weighted) count of correct predictions before each batch's update
+    (classification losses; 0 otherwise; see _losses.pxd D). Passing the running totals in
+    adds every batch in order, so an epoch run in chunks reports the loss of one call. A batch
     whose loss or update is non-finite is not applied: training stops there with the
     parameters, running statistics and optimizer state of the batch before.
     """
@@ -201,7 +205,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
         team.n_features, team.y_cols = X.shape[1], Y.shape[1]
         team.first_step, team.training_step = first_step, training_step
         team.telemetry = &telemetry[0, 0] if telemetry is not None else NULL
-        team.status, team.n_batches, team.loss_sum, team.hits = STATUS_OK, 0, 0, 0
+        team.status, team.n_batches, team.loss_sum, team.hits = STATUS_OK, 0, loss_sum, hits
         with nogil:
             measure_bounds(P, S, params.shape[0], n_slots(&opt), &team.bounds)
             _set_mode(&net, True, training_step)

@@ -14,7 +14,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from _ops cimport Op
-from _blas cimport mm_nn, mm_nt, mm_tn, mm_tn_rows
+from _blas cimport mm_nn, mm_nt, mm_tn, mm_tn_rows, blas_nn_cols, blas_nt_cols
 from _activations cimport bias_act, act_backward
 
 
@@ -35,17 +35,49 @@ cdef inline void dense_forward(const Op *op, const floating *P, floating *ws,
     bias_act(Z, P + op.p1, rows, op.n_out, op.act, _rows(ws, op.z, r0, op.n_out))
 
 
+cdef inline void dense_delta(const Op *op, floating *ws, Py_ssize_t r0,
+                             Py_ssize_t rows) noexcept nogil:
+    """Rows r0:r0+rows: δ = dLoss/dA ⊙ act' in place (unless the loss gave δ)."""
+    if not op.loss_fused:
+        act_backward(ws + op.dout + r0 * op.n_out, ws + op.out + r0 * op.n_out,
+                     _rows(ws, op.z, r0, op.n_out), rows * op.n_out, op.act)
+
+
 cdef inline void dense_backward(const Op *op, const floating *P, floating *ws,
                                 Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t B) noexcept nogil:
-    """Rows r0:r0+rows: δ = dLoss/dA ⊙ act' in place (unless the loss gave δ), then
-    dLoss/dX = δ·Wᵀ into the input's delta block (if anything below needs it)."""
-    cdef floating *D = ws + op.dout + r0 * op.n_out
-    if not op.loss_fused:
-        act_backward(D, ws + op.out + r0 * op.n_out, _rows(ws, op.z, r0, op.n_out),
-                     rows * op.n_out, op.act)
+    """Rows r0:r0+rows: δ (dense_delta), then dLoss/dX = δ·Wᵀ into the input's delta block
+    (if anything below needs it)."""
+    dense_delta(op, ws, r0, rows)
     if op.din >= 0:
-        mm_nt(D, P + op.p0, ws + op.din + r0 * op.n_in, <int> rows, <int> op.n_out,
-              <int> op.n_in, <floating> 0, <int> B)
+        mm_nt(ws + op.dout + r0 * op.n_out, P + op.p0, ws + op.din + r0 * op.n_in, <int> rows,
+              <int> op.n_out, <int> op.n_in, <floating> 0, <int> B)
+
+
+# D. Column blocks (_step.pxi _by_columns): where BLAS runs a product and W is bigger than
+#    the batch's rows, a team splits it by output columns, so each thread packs only its
+#    part of W (split by rows, every thread packed all of W). Every row's input (forward)
+#    or δ (dX) must exist first, and every column before the next op reads a row.
+
+
+cdef inline void dense_forward_cols(const Op *op, const floating *P, floating *ws,
+                                    const floating *X, floating *Y, Py_ssize_t B,
+                                    Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """Columns j0:j1 of Y = act(X·W + b) for all B rows."""
+    cdef Py_ssize_t r
+    cdef floating *K
+    blas_nn_cols(X, P + op.p0, Y, <int> B, <int> op.n_in, <int> op.n_out, <int> j0, <int> j1)
+    for r in range(B):
+        K = _rows(ws, op.z, r, op.n_out)
+        bias_act(Y + r * op.n_out + j0, P + op.p1 + j0, 1, j1 - j0, op.act,
+                 K + j0 if K != NULL else NULL)
+
+
+cdef inline void dense_input_grad_cols(const Op *op, const floating *P, floating *ws,
+                                       Py_ssize_t B, Py_ssize_t i0,
+                                       Py_ssize_t i1) noexcept nogil:
+    """Columns i0:i1 of dLoss/dX = δ·Wᵀ for all B rows."""
+    blas_nt_cols(ws + op.dout, P + op.p0, ws + op.din, <int> B, <int> op.n_out,
+                 <int> op.n_in, <int> i0, <int> i1)
 
 
 cdef enum:

@@ -40,6 +40,38 @@ cdef inline void _sync(int n) noexcept nogil:
         fastbp_barrier()
 
 
+cdef inline void _meet(int n, bint *met) noexcept nogil:
+    """A meeting, unless the team has just met with nothing done since (``met``)."""
+    if not met[0]:
+        _sync(n)
+    met[0] = True
+
+
+cdef enum:
+    COLUMN_ALIGN = 16   # column parts start on whole cache lines of float32 rows
+
+
+cdef inline void _column_part(Py_ssize_t total, int t, int n, Py_ssize_t *a,
+                              Py_ssize_t *b) noexcept nogil:
+    """Thread t's share [a, b) of ``total`` columns, in whole runs of COLUMN_ALIGN."""
+    _part((total + COLUMN_ALIGN - 1) // COLUMN_ALIGN, t, n, a, b)
+    a[0] = min(a[0] * COLUMN_ALIGN, total)
+    b[0] = min(b[0] * COLUMN_ALIGN, total)
+
+
+cdef inline bint _by_columns(int n, Py_ssize_t B, Py_ssize_t k, Py_ssize_t cols,
+                             bint nt) noexcept nogil:
+    """Whether a team of n splits a B x k by k x cols product by columns (_op_dense.pxd
+    D): BLAS runs it (as mm_nn, or mm_nt with ``nt``) and its k x cols operand is bigger
+    than the B x k one that each thread then packs whole (OpenBLAS packs the operands of
+    every call: split by rows, the threads of the medium network's team spent 15% of the
+    epoch in sgemm_itcopy, packing W twice over; perf, 2 threads)."""
+    if n < 2 or B >= cols:
+        return False
+    return nt_by_blas(<int> B, <int> k, <int> cols) if nt else nn_by_blas(<int> B, <int> k,
+                                                                          <int> cols)
+
+
 cdef enum:
     PARTS_ONLY = 0   # _param_grads: the gradients only
     PARTS_STEP = 1   # ... each part stepped right after
@@ -63,15 +95,26 @@ cdef void _forward(Net *net, const floating *P, floating *T, floating *ws, const
     cdef Py_ssize_t i, rows = r1 - r0, j0, j1
     cdef Op *op
     cdef const floating *X
+    cdef floating *Y
+    cdef bint met = False
     for i in range(net.n_ops):
         op = &net.ops[i]
         X = at(op.in_loc, ws, Xb)
         if op.kind == OP_BATCHNORM and net.training:
-            _sync(n)
+            _meet(n, &met)
             _part(op.n_in, t, n, &j0, &j1)
             batchnorm_forward_train(op, P, T, X, ws, B, j0, j1)
             _sync(n)
-        elif rows <= 0:
+            continue
+        if op.kind == OP_DENSE and _by_columns(n, B, op.n_in, op.n_out, False):
+            _meet(n, &met)
+            _column_part(op.n_out, t, n, &j0, &j1)
+            Y = out if (out != NULL and i == net.n_ops - 1) else ws + op.out
+            dense_forward_cols(op, P, ws, X, Y, B, j0, j1)
+            _sync(n)
+            continue
+        met = False
+        if rows <= 0:
             continue
         elif op.kind == OP_DENSE:
             dense_forward(op, P, ws, X, out if (out != NULL and i == net.n_ops - 1)
@@ -97,14 +140,27 @@ cdef void _deltas(Net *net, const floating *P, floating *G, floating *T, floatin
     between two meetings of the team, its γ and β gradients on the way."""
     cdef Py_ssize_t i, rows = r1 - r0, j0, j1
     cdef Op *op
+    cdef bint met = False
     for i in range(net.n_ops - 1, -1, -1):
         op = &net.ops[i]
         if op.kind == OP_BATCHNORM:
-            _sync(n)
+            _meet(n, &met)
             _part(op.n_in, t, n, &j0, &j1)
             batchnorm_backward(op, P, G, T, at(op.in_loc, ws, Xb), ws, B, j0, j1)
             _sync(n)
-        elif rows <= 0:
+            continue
+        if (op.kind == OP_DENSE and op.din >= 0
+                and _by_columns(n, B, op.n_out, op.n_in, True)):
+            if rows > 0:
+                dense_delta(op, ws, r0, rows)
+            met = False
+            _meet(n, &met)
+            _column_part(op.n_in, t, n, &j0, &j1)
+            dense_input_grad_cols(op, P, ws, B, j0, j1)
+            _sync(n)
+            continue
+        met = False
+        if rows <= 0:
             continue
         elif op.kind == OP_DENSE:
             dense_backward(op, P, ws, r0, rows, B)

@@ -159,6 +159,26 @@ def test_blas_sized_products_agree_to_rounding_across_team_sizes(dtype, rtol):
         np.testing.assert_allclose(loss, results[0][1], rtol=rtol)
 
 
+@pytest.mark.parametrize("batch_size", [24, 41])  # fewer rows than the widths: by columns
+def test_wide_layers_split_by_columns_agree_across_team_sizes(batch_size):
+    """BLAS-sized layers wider than the batch: the team splits their products by output
+    columns (forward) and input columns (dX), with BatchNorm and dropout between them."""
+    X, y = problem(130, features=150, classes=10)
+    results = []
+    for team in TEAMS:
+        model = fb.Sequential([fb.Dense(150, 160, "relu"), fb.BatchNorm(160), fb.Dropout(0.3),
+                               fb.Dense(160, 140, "tanh"), fb.Dense(140, 10)],
+                              loss="cross_entropy", dtype="float64", seed=0)
+        history = model.fit(X, y, epochs=2, batch_size=batch_size, threads=team,
+                            optimizer=fb.SGD(lr=0.01, momentum=0.9))
+        results.append((model.parameters.copy(), np.asarray(history.loss),
+                        model.predict(X[:50], threads=team)))
+    for params, loss, predicted in results[1:]:
+        np.testing.assert_allclose(params, results[0][0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(loss, results[0][1], rtol=1e-10)
+        np.testing.assert_allclose(predicted, results[0][2], rtol=1e-10, atol=1e-12)
+
+
 def test_models_trained_in_several_python_threads_with_teams_equal_sequential():
     """Each Python thread's fit opens its own team; BLAS is held at one thread from the
     main thread first (a worker thread cannot change OpenBLAS's setting)."""
