@@ -44,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=200,
                         help="max_iter of both estimators (default 200, scikit-learn's)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS threads for both (default 1)")
+                        help="threads for both: scikit-learn's BLAS, fastbp's team (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="fits per estimator; the fit time is their median (default 3)")
     args = parser.parse_args(argv)
     require_sklearn()
@@ -84,7 +84,7 @@ def main(argv=None):
             print(f"{name:24} {seconds:8.3f}s {model.n_iter_:7d} {accuracy:13.2%}")
     ratio = results["scikit-learn"]["seconds"] / results["fastbp"]["seconds"]
     print(f"\nfastbp fit {ratio:.1f}x as fast as scikit-learn's here "
-          f"(median of {args.repeats} fits each, {args.threads} BLAS thread(s))")
+          f"(median of {args.repeats} fits each, {args.threads} thread(s))")
     return results
 
 

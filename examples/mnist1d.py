@@ -69,7 +69,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="initial weights and shuffling")
     parser.add_argument("--threads", type=threads_arg, default="auto",
                         help="fit's threads: 'auto' (the default: fit times one thread "
-                             "against the BLAS setting and keeps the faster) or a count")
+                             "against a team of the BLAS setting's size and keeps the "
+                             "faster) or a team size")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -91,8 +92,8 @@ def main(argv=None):
         print(f"epoch {epoch + 1:3d}  loss {history.loss[epoch]:.3f}  "
               f"test accuracy {history.val_accuracy[epoch]:.1%}")
     print(f"{model!r}\nfloat32, {args.epochs} epochs in {seconds:.2f} s "
-          f"({seconds / args.epochs * 1e3:.1f} ms per epoch; BLAS threads: {args.threads}, "
-          f"{blas_threads_now()} outside fit), training loss {history.loss[-1]:.4f}, "
+          f"({seconds / args.epochs * 1e3:.1f} ms per epoch; threads: {args.threads}, "
+          f"BLAS threads: {blas_threads_now()} outside fit), training loss {history.loss[-1]:.4f}, "
           f"test accuracy {test['accuracy']:.1%}")
     return test["accuracy"]
 
