@@ -130,6 +130,25 @@ def test_train_step_predict_and_evaluate_alike_at_every_team_size(name, dtype):
     assert_same(results, 1e-5 if dtype == "float32" else 1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_poisson_fit_predict_and_evaluate_alike_at_every_team_size(dtype):
+    """The poisson loss (exp of the log-rate per output, tile by tile) with weighted rows,
+    batches of 11 over 37 rows (11, 11, 11, 4)."""
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(37, 7))
+    y = rng.poisson(np.exp(0.3 * X[:, :3]))
+    weights = rng.uniform(0, 3, 37)
+    results = []
+    for team in TEAMS:
+        model = fb.Sequential(NETWORKS["dense"](), loss="poisson", dtype=dtype, seed=1)
+        history = model.fit(X, y, epochs=2, batch_size=11, threads=team, sample_weight=weights,
+                            optimizer=fb.Adam(lr=0.01))
+        results.append((model.parameters.copy(), np.asarray(history.loss),
+                        model.predict(X, threads=team),
+                        np.array([model.evaluate(X, y, threads=team)["loss"]])))
+    assert_same(results, 1e-5 if dtype == "float32" else 1e-12)
+
+
 def test_predict_in_several_workspace_chunks_alike_at_every_team_size(monkeypatch):
     """More rows than predict's workspace holds: the team runs it chunk by chunk."""
     monkeypatch.setattr("fastbp.plan.PREDICT_WORKSPACE_ELEMENTS", 1 << 14)
