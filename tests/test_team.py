@@ -90,6 +90,8 @@ def test_fit_gives_the_same_model_at_every_team_size(name, dtype, batch_size, mo
 
 @pytest.mark.parametrize("optimizer", [
     fb.SGD(lr=0.05, momentum=0.9, nesterov=True), fb.RMSprop(lr=0.01), fb.Adagrad(lr=0.1),
+    fb.RMSprop(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1),
+    fb.Adagrad(lr=0.1, lr_decay=0.05, weight_decay=0.1),
     fb.AdamW(lr=0.01, weight_decay=0.1), fb.SGD(lr=0.05, clip_norm=0.5), fb.Adam(lr=0.01, l1=1e-3),  # whole steps
 ], ids=lambda opt: type(opt).__name__)
 def test_every_optimizer_steps_alike_at_every_team_size(optimizer):
