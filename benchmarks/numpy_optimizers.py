@@ -51,22 +51,33 @@ def adam(p, g, state, n_weights, lr, step, beta1=0.9, beta2=0.999, eps=1e-8,
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), np.concatenate([m, v])
 
 
-def rmsprop(p, g, state, n_weights, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
-    """``state`` is the mean square, then the momentum buffer when momentum > 0."""
+def rmsprop(p, g, state, n_weights, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0,
+            centered=False):
+    """``state`` is the mean square, then the momentum buffer when momentum > 0, then the
+    mean gradient when centered (whose variance estimate s - m² counts as 0 below 0)."""
     g = _decayed(g, p, n_weights, weight_decay)
-    n = p.shape[0]
-    square = alpha * state[:n] + (1 - alpha) * g * g
-    direction = g / (np.sqrt(square) + eps)
-    if momentum == 0:
-        return p - lr * direction, square
-    buffer = momentum * state[n:] + direction
-    return p - lr * buffer, np.concatenate([square, buffer])
+    slots = np.split(state, 1 + (momentum != 0) + centered)
+    square = alpha * slots[0] + (1 - alpha) * g * g
+    new_state = [square]
+    spread = square
+    if centered:
+        mean = alpha * slots[-1] + (1 - alpha) * g
+        spread = np.maximum(square - mean * mean, 0.0)
+    direction = g / (np.sqrt(spread) + eps)
+    if momentum != 0:
+        direction = momentum * slots[1] + direction
+        new_state.append(direction)
+    if centered:
+        new_state.append(mean)
+    return p - lr * direction, np.concatenate(new_state)
 
 
-def adagrad(p, g, state, n_weights, lr, eps=1e-10, weight_decay=0.0):
+def adagrad(p, g, state, n_weights, lr, step, eps=1e-10, weight_decay=0.0, lr_decay=0.0):
+    """``step`` is the 1-based update number: the rate is lr / (1 + (step - 1)·lr_decay)."""
     g = _decayed(g, p, n_weights, weight_decay)
     total = state + g * g
-    return p - lr * g / (np.sqrt(total) + eps), total
+    rate = lr / (1 + (step - 1) * lr_decay)
+    return p - rate * g / (np.sqrt(total) + eps), total
 
 
 def step(optimizer, p, g, state, n_weights, lr, step_number):
@@ -80,7 +91,9 @@ def step(optimizer, p, g, state, n_weights, lr, step_number):
         return adam(p, g, state, n_weights, lr, step_number, o.beta1, o.beta2, o.eps,
                     o.weight_decay, decoupled=kind == "AdamW")
     if kind == "RMSprop":
-        return rmsprop(p, g, state, n_weights, lr, o.alpha, o.eps, o.momentum, o.weight_decay)
+        return rmsprop(p, g, state, n_weights, lr, o.alpha, o.eps, o.momentum, o.weight_decay,
+                       o.centered)
     if kind == "Adagrad":
-        return adagrad(p, g, state, n_weights, lr, o.eps, o.weight_decay)
+        return adagrad(p, g, state, n_weights, lr, step_number, o.eps, o.weight_decay,
+                       o.lr_decay)
     raise ValueError(f"no NumPy rule for {kind}")

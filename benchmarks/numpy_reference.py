@@ -57,7 +57,7 @@ GELU_K, GELU_C = math.sqrt(2 / math.pi), 0.044715
 HUBER_DELTA = 1.0
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softplus", "elu",
                "swish")
-LOSSES = ("mse", "cross_entropy", "binary_cross_entropy", "huber", "mae")
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy", "huber", "mae", "poisson")
 REGRESSION = ("mse", "huber", "mae")
 # Activations whose derivative the reference writes from z, so it keeps their z.
 FROM_Z = ("gelu", "softplus", "elu", "swish")
@@ -178,7 +178,8 @@ class NumpyMLP:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}")
         if loss not in REGRESSION and activations[-1] != "identity":
-            raise ValueError(f"{loss} takes raw logits: last activation must be 'identity'")
+            raise ValueError(f"{loss} takes raw logits (poisson: the log-rate): last "
+                             "activation must be 'identity'")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError("dtype must be float32 or float64")
@@ -249,18 +250,20 @@ class NumpyMLP:
         return A, Z, inputs
 
     def forward(self, X):
-        """Network output: logits for the cross entropies, activated output for the
-        regression losses."""
+        """Network output: logits for the cross entropies, the log-rate for poisson,
+        activated output for the other regression losses."""
         return self._forward(self._inputs(X))[0][-1]
 
     def predict(self, X):
-        """Probabilities: softmax (cross_entropy), sigmoid (binary_cross_entropy),
-        or the output itself (mse, huber, mae)."""
+        """Probabilities: softmax (cross_entropy), sigmoid (binary_cross_entropy), the rate
+        exp(z) (poisson), or the output itself (mse, huber, mae)."""
         out = self.forward(X)
         if self.loss == "cross_entropy":
             return softmax(out)
         if self.loss == "binary_cross_entropy":
             return sigmoid(out)
+        if self.loss == "poisson":
+            return np.exp(out)
         return out
 
     # -------------------------------------------------------------- backward
@@ -291,6 +294,9 @@ class NumpyMLP:
             dZ[rows, y] -= 1
             dZ /= B
             return loss, dZ
+        if self.loss == "poisson":  # out is the log-rate; the terms free of it left out
+            rate = np.exp(out)
+            return np.mean(rate - y * out), (rate - y) / out.size
         # binary_cross_entropy on logits
         loss = np.mean(np.maximum(out, 0) - out * y + np.log1p(np.exp(-np.abs(out))))
         return loss, (sigmoid(out) - y) / out.size

@@ -66,7 +66,7 @@ def check_X(X, n_features, dtype, name="X"):
 
 def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     """Return ``(Y, labels)`` for the C core: dense targets (the regression losses mse,
-    huber and mae, any real values; bce, in [0, 1]) or class indices (cross-entropy, from
+    huber and mae, any real values; poisson, >= 0; bce, in [0, 1]) or class indices (cross-entropy, from
     integer labels or one-hot rows); the unused one is empty."""
     array = as_array(y, name)
     if array.ndim == 0 or array.ndim > 2:
@@ -86,6 +86,9 @@ def check_targets(y, n_samples, n_outputs, loss, dtype, name="y"):
     check_finite(array, name)
     if loss == Loss.BINARY_CROSS_ENTROPY and (array.min() < 0 or array.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for loss='binary_cross_entropy'")
+    if loss == Loss.POISSON and array.size and array.min() < 0:
+        raise ValueError(f"{name} must be >= 0 (counts or rates) for loss='poisson', got a "
+                         f"minimum of {array.min()}")
     return array, _EMPTY_LABELS
 
 

@@ -26,6 +26,13 @@ class Loss(IntEnum):
         Huber loss with delta 1 (as ``torch.nn.HuberLoss``), averaged over all outputs.
     MAE : 4
         Mean absolute error (also ``"l1"``, as ``torch.nn.L1Loss``).
+    POISSON : 5
+        Poisson negative log-likelihood from the log-rate: the last layer (no activation)
+        outputs ``z = log(rate)``, the loss is ``exp(z) - y * z`` averaged over all outputs
+        and ``predict`` returns the rate ``exp(z)``; targets are counts or rates ``>= 0``.
+        The terms free of ``z`` are left out, as ``torch.nn.PoissonNLLLoss(log_input=True,
+        full=False)`` does; scikit-learn's half Poisson deviance is this loss plus
+        ``y * log(y) - y`` (0 where y = 0), summed rather than averaged over outputs.
 
     Examples
     --------
@@ -40,6 +47,7 @@ class Loss(IntEnum):
     BINARY_CROSS_ENTROPY = 2
     HUBER = 3
     MAE = 4
+    POISSON = 5
 
 
 #: ``delta`` of ``huber`` (as ``torch.nn.HuberLoss``'s default).
@@ -49,14 +57,15 @@ _ALIASES = {"l1": "mae"}
 
 #: Losses that apply their own output function to raw logits (softmax, sigmoid), so the
 #: last layer must have no activation of its own.
-FUSED_OUTPUT = {Loss.CROSS_ENTROPY: "softmax", Loss.BINARY_CROSS_ENTROPY: "sigmoid"}
+FUSED_OUTPUT = {Loss.CROSS_ENTROPY: "softmax", Loss.BINARY_CROSS_ENTROPY: "sigmoid",
+                Loss.POISSON: "exp"}
 
 #: Losses whose predictions are classes (evaluate reports accuracy for these).
 CLASSIFICATION = (Loss.CROSS_ENTROPY, Loss.BINARY_CROSS_ENTROPY)
 
-#: Losses on real-valued targets, computed on the last layer's activated output (any
-#: activation); evaluate reports only the loss for these.
-REGRESSION = (Loss.MSE, Loss.HUBER, Loss.MAE)
+#: Losses on real-valued targets; evaluate reports only the loss for these. All but
+#: poisson are computed on the last layer's activated output (any activation).
+REGRESSION = (Loss.MSE, Loss.HUBER, Loss.MAE, Loss.POISSON)
 
 
 def loss_code(name):
@@ -72,7 +81,8 @@ def loss_code(name):
 def check_output_activation(loss, activation, layer_index):
     """Reject an output activation the loss already applies (e.g. softmax twice)."""
     if loss in FUSED_OUTPUT and activation != ActivationCode.IDENTITY:
+        raw = "the log-rate" if loss == Loss.POISSON else "raw logits"
         raise ValueError(
-            f"loss={loss.name.lower()!r} applies {FUSED_OUTPUT[loss]} to raw logits itself, so "
+            f"loss={loss.name.lower()!r} applies {FUSED_OUTPUT[loss]} to {raw} itself, so "
             f"the last layer (layers[{layer_index}]) must have activation=None, "
             f"not {activation.name.lower()!r}")

@@ -81,13 +81,17 @@ class Sequential:
         previous Dense layer's ``out_features``. A :class:`Dropout` drops the input of the
         Dense layer after it while training: between two Dense layers (a hidden layer's
         output) or first (the network's input); never last, never two in a row.
-    loss : {"mse", "huber", "mae", "cross_entropy", "binary_cross_entropy"}, default "mse"
+    loss : {"mse", "huber", "mae", "poisson", "cross_entropy", "binary_cross_entropy"}
+        Default ``"mse"``.
         ``cross_entropy`` applies softmax and ``binary_cross_entropy`` applies sigmoid to the
         last layer's raw outputs (logits), so that layer must have ``activation=None``.
         The regression losses are computed on the last layer's activated output (any
         activation), averaged over samples and outputs: ``mse`` squared error, ``huber``
         (delta 1, as ``torch.nn.HuberLoss``) and ``mae`` (alias ``"l1"``, as
-        ``torch.nn.L1Loss``; its gradient at a zero residual is 0).
+        ``torch.nn.L1Loss``; its gradient at a zero residual is 0). ``poisson`` reads the
+        last layer's raw output (``activation=None``) as the log-rate ``z`` and averages
+        ``exp(z) - y * z`` over samples and outputs (``torch.nn.PoissonNLLLoss(
+        log_input=True)``; targets ``>= 0``); :meth:`predict` returns the rate ``exp(z)``.
     dtype : {"float32", "float64"}, default "float32"
         Precision of parameters and arithmetic; inputs are converted once per call.
     seed : int, None or numpy.random.Generator
@@ -366,8 +370,8 @@ class Sequential:
         -------
         ndarray of shape (n_samples, n_outputs)
             Class probabilities (softmax) for ``cross_entropy``, per-output probabilities
-            (sigmoid) for ``binary_cross_entropy``, the last layer's output for the regression
-            losses (``mse``, ``huber``, ``mae``).
+            (sigmoid) for ``binary_cross_entropy``, rates ``exp(z)`` for ``poisson``, the last
+            layer's output for the other regression losses (``mse``, ``huber``, ``mae``).
         """
         X = self._check_X(X)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
@@ -626,7 +630,8 @@ def mlp(sizes, activation="relu", loss="mse", output_activation=None, dtype="flo
     activation : str
         Activation of every hidden layer.
     output_activation : str or None
-        Activation of the last layer (must be None for the cross-entropy losses).
+        Activation of the last layer (must be None for the cross-entropy losses and
+        poisson).
     dropout : float, default 0.0
         If > 0, a :class:`Dropout` of this rate after every hidden layer.
     norm : {None, "batch", "layer"}, default None

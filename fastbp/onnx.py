@@ -5,7 +5,8 @@ A. What the graph computes: exactly :meth:`fastbp.Sequential.predict`. Input ``X
    (n_samples, n_features), the batch dimension dynamic (``"n_samples"``), in the model's
    dtype; output ``Y`` of shape (n_samples, n_outputs): softmax probabilities for
    ``cross_entropy``, per-output sigmoid probabilities for ``binary_cross_entropy``, the
-   last layer's activated output for the regression losses. Dropout is inference-time
+   rate ``exp(z)`` for ``poisson``, the last layer's activated output for the other
+   regression losses. Dropout is inference-time
    identity, so it adds no node.
 B. How it is built: one small converter per layer kind (:data:`LAYER_CONVERTERS`, keyed by
    the class of the entries of ``model.layers``, or a base class of it), one per activation
@@ -231,6 +232,7 @@ OUTPUT_CONVERTERS = {
     Loss.MAE: lambda graph, y: y,
     Loss.CROSS_ENTROPY: lambda graph, y: graph.node("Softmax", [y], axis=-1),
     Loss.BINARY_CROSS_ENTROPY: lambda graph, y: graph.node("Sigmoid", [y]),
+    Loss.POISSON: lambda graph, y: graph.node("Exp", [y]),  # the rate from the log-rate
 }
 
 

@@ -36,6 +36,13 @@ def _check_fraction(value, name):
     return value
 
 
+def _check_bool(value, name):
+    """A bool (or 0/1), as a bool; TypeError naming ``name`` otherwise."""
+    if not isinstance(value, (bool, int)) or value not in (0, 1):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def _check_optional_positive(value, name):
     if value is None:
         return None
@@ -194,9 +201,7 @@ class SGD(Optimizer):
 
     def _check_rule(self):
         self.momentum = _check_fraction(self.momentum, "momentum")
-        if not isinstance(self.nesterov, (bool, int)) or self.nesterov not in (0, 1):
-            raise TypeError(f"nesterov must be a bool, got {self.nesterov!r}")
-        self.nesterov = bool(self.nesterov)
+        self.nesterov = _check_bool(self.nesterov, "nesterov")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
 
@@ -343,14 +348,18 @@ class AdamW(Adam):
 
 @dataclass
 class RMSprop(Optimizer):
-    """RMSprop, as ``torch.optim.RMSprop`` (not centered)::
+    """RMSprop, as ``torch.optim.RMSprop``::
 
         g = grad + weight_decay * W
         s = alpha * s + (1 - alpha) * g²
-        b = momentum * b + g / (sqrt(s) + eps)     (b = g / (sqrt(s) + eps) without momentum)
+        m = m + (1 - alpha) * (g - m)              (centered only: the mean gradient)
+        r = sqrt(s - m²) if centered else sqrt(s)
+        b = momentum * b + g / (r + eps)           (b = g / (r + eps) without momentum)
         p = p - lr * b
 
-    State: ``s``, then ``b`` when momentum > 0.
+    State: ``s``, then ``b`` when momentum > 0, then ``m`` when centered. ``s - m²`` is a
+    variance, >= 0, but rounding can take it just below 0, where torch's square root gives
+    NaN; fastbp takes it as 0 there (the step is then ``g / eps``, as for a zero variance).
 
     Parameters
     ----------
@@ -360,6 +369,9 @@ class RMSprop(Optimizer):
     eps : float, default 1e-8
     momentum : float, default 0.0
         In [0, 1).
+    centered : bool, default False
+        Normalise by an estimate of the gradient's variance instead of its mean square
+        (torch's ``centered=True``), which keeps a third state buffer, ``m``.
     weight_decay, l1, clip_norm, clip_value, schedule
         See :class:`Optimizer`.
 
@@ -368,12 +380,15 @@ class RMSprop(Optimizer):
     >>> import fastbp as fb
     >>> fb.RMSprop(lr=1e-3, momentum=0.9).state_slots()  # s and the momentum buffer b
     2
+    >>> fb.RMSprop(lr=1e-3, momentum=0.9, centered=True).state_slots()  # and the mean m
+    3
     """
 
     lr: float = 0.01
     alpha: float = 0.99
     eps: float = 1e-8
     momentum: float = 0.0
+    centered: bool = False
 
     code = OptimizerCode.RMSPROP
 
@@ -381,24 +396,32 @@ class RMSprop(Optimizer):
         self.alpha = _check_fraction(self.alpha, "alpha")
         self.eps = check_real(self.eps, "eps", 0.0, low_inclusive=False)
         self.momentum = _check_fraction(self.momentum, "momentum")
+        self.centered = _check_bool(self.centered, "centered")
 
     def state_slots(self):
-        return 2 if self.momentum != 0 else 1
+        return 1 + (self.momentum != 0) + self.centered
 
 
 @dataclass
 class Adagrad(Optimizer):
-    """Adagrad, as ``torch.optim.Adagrad`` (``lr_decay`` 0; use a schedule instead)::
+    """Adagrad, as ``torch.optim.Adagrad``::
 
         g = grad + weight_decay * W
         s = s + g²                 (s starts at initial_accumulator_value)
-        p = p - lr * g / (sqrt(s) + eps)
+        rate = lr / (1 + (step - 1) * lr_decay)
+        p = p - rate * g / (sqrt(s) + eps)
+
+    where ``step`` is the 1-based number of this update since the state was created (it
+    carries over between ``fit`` calls with the same optimizer, and is saved with the model).
 
     Parameters
     ----------
     lr : float, default 0.01
+        With a schedule, the schedule's rate at this step, which ``lr_decay`` then divides.
     eps : float, default 1e-10
     initial_accumulator_value : float, default 0.0
+        >= 0.
+    lr_decay : float, default 0.0
         >= 0.
     weight_decay, l1, clip_norm, clip_value, schedule
         See :class:`Optimizer`.
@@ -413,6 +436,7 @@ class Adagrad(Optimizer):
     lr: float = 0.01
     eps: float = 1e-10
     initial_accumulator_value: float = 0.0
+    lr_decay: float = 0.0
 
     code = OptimizerCode.ADAGRAD
 
@@ -420,6 +444,7 @@ class Adagrad(Optimizer):
         self.eps = check_real(self.eps, "eps", 0.0, low_inclusive=False)
         self.initial_accumulator_value = check_real(
             self.initial_accumulator_value, "initial_accumulator_value", 0.0)
+        self.lr_decay = check_real(self.lr_decay, "lr_decay", 0.0)
 
     def state_slots(self):
         return 1

@@ -29,7 +29,7 @@ from _activations cimport (bias_act, act_backward, act_needs_z, LEAKY_SLOPE,
                            ACT_RELU, ACT_LEAKY_RELU, ACT_GELU, ACT_SOFTPLUS, ACT_ELU, ACT_SWISH)
 from _losses cimport (loss_backward, weighted_loss_backward, output_activation, HUBER_DELTA as _HUBER_DELTA,
                       LOSS_MSE, LOSS_CROSS_ENTROPY, LOSS_BINARY_CROSS_ENTROPY, LOSS_HUBER,
-                      LOSS_MAE)
+                      LOSS_MAE, LOSS_POISSON)
 from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_gradients,
                      transforms_gradients, update_norm, l2_norm, measure_bounds,
                      max_magnitude, n_slots, rule_range, bounded,
@@ -64,7 +64,7 @@ CODES = {
     "ACT_SOFTPLUS": ACT_SOFTPLUS, "ACT_ELU": ACT_ELU, "ACT_SWISH": ACT_SWISH,
     "LOSS_MSE": LOSS_MSE, "LOSS_CROSS_ENTROPY": LOSS_CROSS_ENTROPY,
     "LOSS_BINARY_CROSS_ENTROPY": LOSS_BINARY_CROSS_ENTROPY, "LOSS_HUBER": LOSS_HUBER,
-    "LOSS_MAE": LOSS_MAE,
+    "LOSS_MAE": LOSS_MAE, "LOSS_POISSON": LOSS_POISSON,
     "OPT_SGD": OPT_SGD, "OPT_ADAM": OPT_ADAM, "OPT_ADAMW": OPT_ADAMW,
     "OPT_RMSPROP": OPT_RMSPROP, "OPT_ADAGRAD": OPT_ADAGRAD,
     "STATUS_OK": STATUS_OK, "STATUS_NONFINITE_LOSS": STATUS_NONFINITE_LOSS,

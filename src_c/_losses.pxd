@@ -2,8 +2,9 @@
 #    and overwrites them IN PLACE with dLoss/dZ, scaled for a mean over a batch of `batch`
 #    rows (B < batch when threads share a batch). It returns the SUM over its rows of each
 #    row's loss (accumulated in double even for float32 models); divide by batch for the mean.
-# B. Targets: row r's target is row idx[r] (or r when idx is NULL) of Y__no (mse, huber, mae,
-#    bce) or of labels (cross-entropy class indices, validated in Python before the call).
+# B. Targets: row r's target is row idx[r] (or r when idx is NULL) of Y__no (mse, huber,
+#    mae, bce, poisson) or of labels (cross-entropy class indices, validated in Python
+#    before the call).
 #    The regression losses (mse, huber, mae) take the ACTIVATED output A__bo of any
 #    activation and go through its derivative; for gelu and swish that derivative reads the
 #    layer's kept pre-activation K__bo (same rows; NULL for the other activations).
@@ -14,6 +15,10 @@
 #    arg-max is the label (cross-entropy; numpy.argmax's tie rule) or the outputs on the
 #    target's side of 0 (bce), read from the logits before they become gradients; the
 #    regression losses leave it alone. It costs a compare per row (per output for bce).
+# E. Poisson reads the last layer's raw output as the log-rate z (its exp is fused in, as
+#    softmax and sigmoid are) and leaves out the terms free of z (log y!, or the deviance's
+#    y·log y - y): torch's PoissonNLLLoss(log_input=True, full=False) and scikit-learn's
+#    HalfPoissonLoss without its constant_to_optimal_zero. Gradients are the same either way.
 from cython cimport floating
 from libc.math cimport log, log1p, fabs
 from _activations cimport fexp, act_derivative
@@ -24,6 +29,7 @@ cdef enum:
     LOSS_BINARY_CROSS_ENTROPY = 2
     LOSS_HUBER = 3
     LOSS_MAE = 4
+    LOSS_POISSON = 5
 
 cdef extern from *:
     """
@@ -193,6 +199,26 @@ cdef inline double binary_cross_entropy(floating *Z__bo, const floating *Y__no,
     return total / O
 
 
+cdef inline double poisson(floating *Z__bo, const floating *Y__no, const Py_ssize_t *idx,
+                           Py_ssize_t B, Py_ssize_t O, Py_ssize_t batch) noexcept nogil:
+    """exp(z) - y·z averaged over outputs, from the log-rate z (see E); gradient
+    (exp(z) - y) / (batch·O). An exp that overflows makes the loss inf, which the caller
+    reports as a non-finite loss."""
+    cdef Py_ssize_t i, j
+    cdef floating *z
+    cdef const floating *y
+    cdef floating rate, scale = <floating> (1.0 / (batch * O))
+    cdef double total = 0
+    for i in range(B):
+        z = Z__bo + i * O
+        y = Y__no + _row(idx, i) * O
+        for j in range(O):
+            rate = fexp(z[j])
+            total += <double> rate - <double> y[j] * z[j]
+            z[j] = scale * (rate - y[j])
+    return total / O
+
+
 cdef inline double loss_backward(int loss, int act, floating *Z__bo, const floating *K__bo,
                                  const floating *Y__no, const Py_ssize_t *labels,
                                  const Py_ssize_t *idx, Py_ssize_t B, Py_ssize_t O,
@@ -206,6 +232,8 @@ cdef inline double loss_backward(int loss, int act, floating *Z__bo, const float
         return huber(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
     if loss == LOSS_MAE:
         return mae(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
+    if loss == LOSS_POISSON:
+        return poisson(Z__bo, Y__no, idx, B, O, batch)
     return mse(Z__bo, K__bo, Y__no, idx, B, O, batch, act)
 
 
@@ -246,8 +274,8 @@ cdef inline double weighted_loss_backward(int loss, int act, floating *Z__bo,
 
 cdef inline void output_activation(int loss, floating *Z__bo, Py_ssize_t B,
                                    Py_ssize_t O) noexcept nogil:
-    """What predict returns: softmax for cross-entropy, sigmoid for bce, the output as is for
-    the regression losses."""
+    """What predict returns: softmax for cross-entropy, sigmoid for bce, the rate exp(z) for
+    poisson, the output as is for the other regression losses."""
     cdef Py_ssize_t i, j
     cdef floating *z
     cdef floating zmax, s
@@ -269,3 +297,6 @@ cdef inline void output_activation(int loss, floating *Z__bo, Py_ssize_t B,
     elif loss == LOSS_BINARY_CROSS_ENTROPY:
         for i in range(B * O):
             Z__bo[i] = 1 / (1 + fexp(-Z__bo[i]))
+    elif loss == LOSS_POISSON:
+        for i in range(B * O):
+            Z__bo[i] = fexp(Z__bo[i])

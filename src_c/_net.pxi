@@ -247,6 +247,8 @@ cdef OptimizerStep _read_optimizer(optimizer, Py_ssize_t n_params,
     opt.step = 0
     opt.momentum = getattr(optimizer, "momentum", 0.0)
     opt.nesterov = bool(getattr(optimizer, "nesterov", False))
+    opt.centered = bool(getattr(optimizer, "centered", False))
+    opt.lr_decay = getattr(optimizer, "lr_decay", 0.0)
     opt.weight_decay = getattr(optimizer, "weight_decay", 0.0)
     opt.l1 = getattr(optimizer, "l1", 0.0)
     opt.beta1 = getattr(optimizer, "beta1", 0.0)
@@ -257,6 +259,8 @@ cdef OptimizerStep _read_optimizer(optimizer, Py_ssize_t n_params,
     opt.clip_value = getattr(optimizer, "clip_value", None) or 0.0
     if opt.code < OPT_SGD or opt.code > OPT_ADAGRAD:
         raise ValueError("unknown optimizer code %d" % opt.code)
+    if not opt.lr_decay >= 0:  # a negative decay would divide by 0 at some step
+        raise ValueError("lr_decay must be >= 0, got %r" % opt.lr_decay)
     if n_state != n_slots(&opt) * n_params:
         raise ValueError("the optimizer state must hold %d values, not %d"
                          % (n_slots(&opt) * n_params, n_state))

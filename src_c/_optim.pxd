@@ -1,7 +1,7 @@
 # A. Invariants: parameters, gradients and each optimizer-state slot are flat buffers of one
 #    length with all weights first and all biases after, so L2/L1 decay covers exactly the
 #    prefix [0, n_weights) and every update is one pass over contiguous memory. The state
-#    holds n_slots(opt) such buffers back to back (slot 1, then slot 2).
+#    holds n_slots(opt) such buffers back to back (slot 1, then slot 2, then slot 3).
 # B. Rules follow torch.optim (see fastbp/optimizers.py for each formula); the gradients
 #    buffer is scratch, so clipping and L1 are applied to it in place before the rule runs.
 # C. Never half-updated: a step that would make any parameter or state value non-finite is
@@ -42,6 +42,8 @@ cdef struct OptimizerStep:
     long long step         # 1-based number of this update (Adam's bias correction)
     double momentum        # SGD, RMSprop
     int nesterov           # SGD
+    int centered           # RMSprop: divide by the root of the variance, not of the mean square
+    double lr_decay        # Adagrad: this step's rate is lr / (1 + (step - 1)·lr_decay)
     double weight_decay    # L2 on weights (AdamW: decoupled shrink)
     double l1              # L1 on weights: g += l1·sign(W)
     double beta1, beta2    # Adam, AdamW
@@ -54,14 +56,15 @@ cdef struct Bounds:
     double params   # upper bound on max|parameter|
     double state1   # upper bound on max|state slot 1|
     double state2   # upper bound on max|state slot 2|
+    double state3   # upper bound on max|state slot 3|
 
 
 cdef inline int n_slots(const OptimizerStep *opt) noexcept nogil:
     """State buffers the rule keeps per parameter."""
     if opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
         return 2
-    if opt.code == OPT_RMSPROP:
-        return 2 if opt.momentum != 0 else 1
+    if opt.code == OPT_RMSPROP:  # the mean square, the momentum buffer, the mean gradient
+        return 1 + (opt.momentum != 0) + (opt.centered != 0)
     if opt.code == OPT_ADAGRAD:
         return 1
     return 1 if opt.momentum != 0 else 0
@@ -166,27 +169,37 @@ cdef inline int _adam_range(floating *p, const floating *g, floating *m, floatin
 
 
 cdef inline int _rmsprop_range(floating *p, const floating *g, floating *sq, floating *buf,
-                               Py_ssize_t n, floating lr, floating alpha, floating eps,
-                               floating mu, floating wd, bint write,
+                               floating *avg, Py_ssize_t n, floating lr, floating alpha,
+                               floating eps, floating mu, floating wd, bint write,
                                double *moved) noexcept nogil:
+    """RMSprop; centered where ``avg`` (the mean gradient) is given. Its variance
+    sn - mn² is >= 0 in exact arithmetic but can round below 0, where torch's sqrt gives
+    NaN: it is taken as 0 here, so the denominator stays >= eps (which bounded() relies on)."""
     cdef Py_ssize_t i
-    cdef floating d, sn, bn, x, check
+    cdef floating d, sn, mn = 0, var, bn, x, check
     cdef int bad = 0
     cdef double moved_sq = 0
     for i in range(n):
         d = g[i] + wd * p[i]
         sn = alpha * sq[i] + (1 - alpha) * d * d
-        bn = d / (_sqrt(sn) + eps)
+        var = sn
+        if avg != NULL:
+            mn = avg[i] + (1 - alpha) * (d - avg[i])   # torch's lerp form
+            var = sn - mn * mn
+            var = var if var > 0 else 0
+        bn = d / (_sqrt(var) + eps)
         if mu != 0:
             bn = mu * buf[i] + bn
         x = p[i] - lr * bn
         if write:
             sq[i] = sn
+            if avg != NULL:
+                avg[i] = mn
             if mu != 0:
                 buf[i] = bn
             p[i] = x
         else:
-            check = (x - x) + (sn - sn) + (bn - bn)
+            check = (x - x) + (sn - sn) + (bn - bn) + (mn - mn)
             bad |= check != check
             moved_sq += <double> (x - p[i]) * (x - p[i])
     moved[0] = moved_sq
@@ -215,10 +228,15 @@ cdef inline int _adagrad_range(floating *p, const floating *g, floating *acc, Py
     return bad
 
 
+cdef inline double adagrad_rate(const OptimizerStep *opt) noexcept nogil:
+    """Adagrad's rate at this step: lr / (1 + (step - 1)·lr_decay), as torch.optim.Adagrad."""
+    return opt.lr / (1 + (opt.step - 1) * opt.lr_decay)
+
+
 cdef inline int _rule(const OptimizerStep *opt, floating *p, const floating *g, floating *s1,
-                      floating *s2, Py_ssize_t n, bint weights, bint write,
+                      floating *s2, floating *s3, Py_ssize_t n, bint weights, bint write,
                       double *moved) noexcept nogil:
-    """The optimizer's rule over p[0:n] (weights: decay applies), state slots s1 and s2.
+    """The optimizer's rule over p[0:n] (weights: decay applies), state slots s1, s2, s3.
     Without write, also puts Σ(new p - p)² in ``moved``."""
     cdef double lr = opt.lr, wd = opt.weight_decay if weights else 0.0, bias1, bias2
     if opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
@@ -229,13 +247,14 @@ cdef inline int _rule(const OptimizerStep *opt, floating *p, const floating *g, 
                            <floating> (wd if opt.code == OPT_ADAM else 0.0),
                            <floating> (1 - lr * wd if opt.code == OPT_ADAMW else 1.0), write,
                            moved)
-    if opt.code == OPT_RMSPROP:
-        return _rmsprop_range(p, g, s1, s2, n, <floating> lr, <floating> opt.alpha,
-                              <floating> opt.eps, <floating> opt.momentum, <floating> wd, write,
-                              moved)
+    if opt.code == OPT_RMSPROP:  # slots: s, then b with momentum, then the mean if centered
+        return _rmsprop_range(p, g, s1, s2 if opt.momentum != 0 else NULL,
+                              (s3 if opt.momentum != 0 else s2) if opt.centered else NULL, n,
+                              <floating> lr, <floating> opt.alpha, <floating> opt.eps,
+                              <floating> opt.momentum, <floating> wd, write, moved)
     if opt.code == OPT_ADAGRAD:
-        return _adagrad_range(p, g, s1, n, <floating> lr, <floating> opt.eps, <floating> wd,
-                              write, moved)
+        return _adagrad_range(p, g, s1, n, <floating> adagrad_rate(opt), <floating> opt.eps,
+                              <floating> wd, write, moved)
     return _sgd_range(p, g, s1, n, <floating> lr, <floating> opt.momentum, <floating> wd,
                       opt.nesterov, write, moved)
 
@@ -248,7 +267,8 @@ cdef inline int rule_range(const OptimizerStep *opt, floating *params, const flo
     cdef int slots = n_slots(opt)
     return _rule(opt, params + start, grads + start,
                  state + start if slots >= 1 else NULL,
-                 state + n_params + start if slots >= 2 else NULL, n, weights, write, moved)
+                 state + n_params + start if slots >= 2 else NULL,
+                 state + 2 * n_params + start if slots >= 3 else NULL, n, weights, write, moved)
 
 
 cdef inline int _rule_all(const OptimizerStep *opt, floating *params, const floating *grads,
@@ -334,6 +354,7 @@ cdef inline bint bounded(const OptimizerStep *opt, double g_max, Bounds *bounds,
     cdef double P = bounds.params, wd = opt.weight_decay
     after.state1 = 0
     after.state2 = 0
+    after.state3 = 0
     if opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
         d = g_max + (wd * P if opt.code == OPT_ADAM else 0.0)
         m = opt.beta1 * bounds.state1 + (1 - opt.beta1) * d
@@ -344,15 +365,28 @@ cdef inline bint bounded(const OptimizerStep *opt, double g_max, Bounds *bounds,
         after.state1, after.state2 = m, v
         return d * d < limit and v < limit and ratio < limit and after.params < limit
     d = g_max + wd * P
-    if opt.code == OPT_RMSPROP or opt.code == OPT_ADAGRAD:
-        v = (opt.alpha * bounds.state1 + (1 - opt.alpha) * d * d if opt.code == OPT_RMSPROP
-             else bounds.state1 + d * d)
+    if opt.code == OPT_RMSPROP:  # the denominator is at least eps (centered too: see its rule)
+        v = opt.alpha * bounds.state1 + (1 - opt.alpha) * d * d
         ratio = d / opt.eps
-        step = mu * bounds.state2 + ratio if opt.code == OPT_RMSPROP and mu != 0 else ratio
+        step = mu * bounds.state2 + ratio if mu != 0 else ratio
         after.params = P + lr * step
         after.state1 = v
-        after.state2 = step if opt.code == OPT_RMSPROP and mu != 0 else 0
-        return d * d < limit and v < limit and step < limit and after.params < limit
+        after.state2 = step if mu != 0 else 0
+        m = 0
+        if opt.centered:  # the mean gradient, in slot 3 after the momentum buffer, else 2
+            m = opt.alpha * (bounds.state3 if mu != 0 else bounds.state2) + (1 - opt.alpha) * d
+            if mu != 0:
+                after.state3 = m
+            else:
+                after.state2 = m
+        return (d * d < limit and v < limit and step < limit and after.params < limit
+                and m < limit)
+    if opt.code == OPT_ADAGRAD:
+        v = bounds.state1 + d * d
+        ratio = d / opt.eps
+        after.params = P + adagrad_rate(opt) * ratio
+        after.state1 = v
+        return d * d < limit and v < limit and ratio < limit and after.params < limit
     v = mu * bounds.state1 + d if mu != 0 else 0
     step = (d + mu * v if opt.nesterov else v) if mu != 0 else d
     after.params = P + lr * step
@@ -408,3 +442,4 @@ cdef inline void measure_bounds(const floating *params, const floating *state,
     bounds.params = max_magnitude(params, n_params)
     bounds.state1 = max_magnitude(state, n_params) if slots >= 1 else 0
     bounds.state2 = max_magnitude(state + n_params, n_params) if slots >= 2 else 0
+    bounds.state3 = max_magnitude(state + 2 * n_params, n_params) if slots >= 3 else 0

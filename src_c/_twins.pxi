@@ -83,7 +83,7 @@ def _twin_loss(int loss, int act, floating[:, ::1] Z, const floating[:, ::1] K,
                const floating[:, ::1] Y, const Py_ssize_t[::1] labels):
     """Mean loss over Z's rows, leaving dLoss/dZ in Z; K as for _twin_bias_act."""
     cdef double hits = 0  # tested through evaluate
-    _check_kept(act if loss != LOSS_CROSS_ENTROPY and loss != LOSS_BINARY_CROSS_ENTROPY
+    _check_kept(act if loss not in (LOSS_CROSS_ENTROPY, LOSS_BINARY_CROSS_ENTROPY, LOSS_POISSON)
                 else ACT_IDENTITY, K.size, Z.size)
     return loss_backward(loss, act, &Z[0, 0], _cptr2(K), _cptr2(Y), _iptr(labels), NULL,
                          Z.shape[0], Z.shape[1], Z.shape[0], &hits) / Z.shape[0]

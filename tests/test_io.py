@@ -40,6 +40,25 @@ def test_resume_after_load_equals_an_uninterrupted_run(tmp_path, dtype, momentum
     assert resumed.parameters.dtype == np.dtype(dtype)
 
 
+@pytest.mark.parametrize("optimizer", [
+    fb.RMSprop(lr=0.01, momentum=0.9, centered=True),  # three state slots
+    fb.RMSprop(lr=0.01, centered=True),
+    fb.Adagrad(lr=0.1, lr_decay=0.2),  # the step count sets the rate
+], ids=["rmsprop-centered-momentum", "rmsprop-centered", "adagrad-lr_decay"])
+def test_resume_after_load_keeps_rmsprop_centered_and_adagrad_lr_decay(tmp_path, optimizer):
+    X, y = problem()
+    straight = fb.Sequential([fb.Dense(6, 9, "tanh"), fb.Dense(9, 4)], loss="cross_entropy",
+                             dtype="float64", seed=3)
+    straight.fit(X, y, epochs=2, batch_size=16, threads=1, optimizer=optimizer)
+    straight.save(tmp_path / "model.npz")
+    resumed = fb.load(tmp_path / "model.npz")
+    assert resumed.optimizer == optimizer
+    straight.fit(X, y, epochs=2, **EPOCHS)
+    resumed.fit(X, y, epochs=2, **EPOCHS)
+    np.testing.assert_array_equal(resumed.parameters, straight.parameters)
+    np.testing.assert_array_equal(resumed._plan.state, straight._plan.state)
+
+
 def test_round_trip_keeps_architecture_and_outputs(tmp_path):
     model = trained_model()
     model.threads = 2

@@ -17,7 +17,7 @@ import fastbp
 from fastbp import Loss, _native
 from fastbp.activations import ActivationCode
 from fastbp.activations import ELU_ALPHA, LEAKY_RELU_SLOPE
-from fastbp.losses import CLASSIFICATION, HUBER_DELTA, REGRESSION
+from fastbp.losses import CLASSIFICATION, FUSED_OUTPUT, HUBER_DELTA, REGRESSION
 from fastbp.optimizers import OptimizerCode
 from fastbp.plan import OpKind
 
@@ -37,6 +37,8 @@ def core(request):
 
 #: Logits to push the fused losses to their limits, per dtype.
 EXTREME_LOGIT = {np.float32: 80.0, np.float64: 1e4}
+#: Log-rates whose exp is just inside the dtype's range (poisson's exp is not bounded).
+EXTREME_LOG_RATE = {np.float32: 80.0, np.float64: 700.0}
 
 GELU_K, GELU_C = np.sqrt(2 / np.pi), 0.044715  # torch.nn.GELU(approximate="tanh")
 #: Activations whose layers keep their pre-activation z (their derivative needs it).
@@ -376,6 +378,8 @@ def reference_loss(loss, act, Z, K, Y, labels):
     """(mean loss, dLoss/dZ) in float64, from the formulas the core documents; for the
     regression losses Z is the activated output and K its pre-activation."""
     B, O = Z.shape
+    if loss == Loss.POISSON:  # Z is the log-rate
+        return np.mean(np.exp(Z) - Y * Z), (np.exp(Z) - Y) / (B * O)
     if loss in REGRESSION:
         diff = Z - Y
         through = ACT_DERIVATIVE[act](K, Z) / (B * O)
@@ -403,12 +407,15 @@ def loss_inputs(loss, act, dtype, rng, extreme=False):
     B, O = 5, 3
     Z = normal(rng, (B, O), dtype, scale=2.0)
     if extreme:
-        big = EXTREME_LOGIT[dtype]
+        big = (EXTREME_LOG_RATE if loss == Loss.POISSON else EXTREME_LOGIT)[dtype]
         Z[:, :] = np.array([[big, -big, 0.0], [-big, big, -big], [big, big, -big],
                             [-big, -big, -big], [0.0, big, big]], dtype=dtype)
     K = Z.copy()
     labels = EMPTY_LABELS
-    if loss in REGRESSION:
+    if loss == Loss.POISSON:
+        Y = rng.poisson(3.0, size=(B, O)).astype(dtype)
+        Y[0, 0] = Y[3, 2] = 0  # zero counts: the loss is exp(z) alone there
+    elif loss in REGRESSION:
         Z = ACT_FORWARD[act](f64(K)).astype(dtype)
         Y = normal(rng, (B, O), dtype)
         Y[1, 1] = Z[1, 1]  # a zero residual: mae's subgradient there is 0 (torch's sign)
@@ -422,11 +429,11 @@ def loss_inputs(loss, act, dtype, rng, extreme=False):
     return Z, K, Y, labels
 
 
-# The regression losses with every output activation; the fused losses (raw logits) also
-# at extreme logits.
-LOSS_CASES = ([(loss, act, False) for loss in REGRESSION for act in ActivationCode]
-              + [(loss, ActivationCode.IDENTITY, extreme)
-                 for loss in (Loss.CROSS_ENTROPY, Loss.BINARY_CROSS_ENTROPY)
+# The regression losses with every output activation; the fused losses (raw logits or
+# log-rates) also at extreme values.
+LOSS_CASES = ([(loss, act, False) for loss in REGRESSION if loss not in FUSED_OUTPUT
+               for act in ActivationCode]
+              + [(loss, ActivationCode.IDENTITY, extreme) for loss in FUSED_OUTPUT
                  for extreme in (False, True)])
 LOSS_IDS = [f"{loss.name.lower()}-{act.name.lower()}{'-extreme' if extreme else ''}"
             for loss, act, extreme in LOSS_CASES]
@@ -448,11 +455,13 @@ def test_loss_and_gradient(core, loss, act, extreme, dtype):
 @pytest.mark.parametrize("extreme", [False, True], ids=["ordinary", "extreme"])
 @pytest.mark.parametrize("loss", list(Loss), ids=lambda loss: loss.name.lower())
 def test_output_activation(core, loss, extreme, dtype):
-    Z0, _, _, _ = loss_inputs(Loss.CROSS_ENTROPY, ActivationCode.IDENTITY, dtype,
+    logits = Loss.POISSON if loss == Loss.POISSON else Loss.CROSS_ENTROPY  # exp's range
+    Z0, _, _, _ = loss_inputs(logits, ActivationCode.IDENTITY, dtype,
                               rng_for("output", loss, dtype), extreme)
     Z = Z0.copy()
     core._twin_output_activation(int(loss), Z)
-    output = {Loss.CROSS_ENTROPY: lambda z: softmax(z, axis=1), Loss.BINARY_CROSS_ENTROPY: expit}
+    output = {Loss.CROSS_ENTROPY: lambda z: softmax(z, axis=1), Loss.BINARY_CROSS_ENTROPY: expit,
+              Loss.POISSON: np.exp}
     expected = output.get(loss, lambda z: z)(f64(Z0))  # the regression losses: as is
     assert_close(Z, expected, dtype)
     if loss == Loss.CROSS_ENTROPY:

@@ -20,7 +20,7 @@ fastbp_onnx = pytest.importorskip("fastbp.onnx")
 TOLERANCE = {"float32": {"rtol": 1e-5, "atol": 1e-6},
              "float64": {"rtol": 1e-12, "atol": 1e-13}}
 ACTIVATIONS = [activation.name.lower() for activation in Activation]
-LOSSES = ["mse", "huber", "mae", "cross_entropy", "binary_cross_entropy"]
+LOSSES = ["mse", "huber", "mae", "poisson", "cross_entropy", "binary_cross_entropy"]
 
 
 def run_onnx(path, X):
@@ -39,6 +39,8 @@ def trained(layers, loss, dtype, n_samples=64):
         y = rng.integers(0, n_out, n_samples)
     elif loss == "binary_cross_entropy":
         y = rng.integers(0, 2, (n_samples, n_out)).astype(dtype)
+    elif loss == "poisson":
+        y = rng.poisson(2.0, (n_samples, n_out))
     else:
         y = rng.normal(size=(n_samples, n_out))
     model.fit(X, y, epochs=1, batch_size=16)

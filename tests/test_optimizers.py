@@ -29,10 +29,19 @@ OPTIMIZERS = {
     "adamw-l1": lambda: fb.AdamW(lr=0.02, weight_decay=0.3, l1=0.02, clip_value=0.5),
     "rmsprop": lambda: fb.RMSprop(lr=0.01),
     "rmsprop-momentum": lambda: fb.RMSprop(lr=0.01, momentum=0.9, alpha=0.9, weight_decay=0.1),
+    "rmsprop-centered": lambda: fb.RMSprop(lr=0.01, alpha=0.9, centered=True),
+    "rmsprop-centered-momentum": lambda: fb.RMSprop(lr=0.01, momentum=0.8, alpha=0.95,
+                                                    weight_decay=0.1, centered=True),
     "adagrad": lambda: fb.Adagrad(lr=0.1),
     "adagrad-init": lambda: fb.Adagrad(lr=0.1, initial_accumulator_value=0.2, eps=1e-6,
                                        weight_decay=0.1, clip_norm=2.0),
+    "adagrad-decay": lambda: fb.Adagrad(lr=0.1, lr_decay=0.3),
+    "adagrad-decay-wd": lambda: fb.Adagrad(lr=0.1, lr_decay=0.05, weight_decay=0.1,
+                                           initial_accumulator_value=0.1),
 }
+#: Adaptive rules with L2 in the gradient (their squared, decayed gradient can overflow).
+ADAPTIVE_WITH_L2 = ("adam-wd", "rmsprop-momentum", "rmsprop-centered-momentum", "adagrad-init",
+                    "adagrad-decay-wd")
 
 
 @pytest.fixture(params=_native.available())
@@ -68,7 +77,8 @@ def test_rule_matches_numpy(core, name, dtype):
 
 
 @pytest.mark.parametrize("name", ["sgd-wd", "momentum", "adam-wd", "adamw", "rmsprop-momentum",
-                                  "adagrad-init"])
+                                  "rmsprop-centered-momentum", "adagrad-init",
+                                  "adagrad-decay-wd"])
 def test_decay_spares_biases(core, name):
     """With zero gradients only decay moves parameters, and only the weights."""
     optimizer = OPTIMIZERS[name]()
@@ -89,6 +99,25 @@ def test_clipping_by_norm_and_value(core):
     params[...] = 0
     twin_step(core, fb.SGD(lr=1.0, clip_norm=10.0, clip_value=3.5), params, g, np.zeros(0), 1.0, 1)
     np.testing.assert_array_equal(params[[0, N_WEIGHTS]], [-3.0, -3.5])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_centered_rmsprop_takes_a_variance_below_zero_as_zero(core, dtype):
+    """s - m² is a variance, but state whose mean square is below the squared mean gradient
+    (as rounding can leave it) makes it negative: torch's sqrt gives NaN there; fastbp
+    divides by eps alone, as for a zero variance, and matches the NumPy rule."""
+    optimizer = fb.RMSprop(lr=1e-6, alpha=0.5, eps=1e-3, centered=True)
+    params = np.zeros(N_PARAMS, dtype)
+    grads = np.ones(N_PARAMS, dtype)
+    state = np.concatenate([np.full(N_PARAMS, 1.0), np.full(N_PARAMS, 1.5)]).astype(dtype)
+    # s = 0.5·1 + 0.5·1 = 1, m = 1.5 + 0.5·(1 - 1.5) = 1.25: s - m² = -0.5625
+    expected, expected_state = rules.step(optimizer, params.astype(np.float64),
+                                          grads.astype(np.float64), state.astype(np.float64),
+                                          N_WEIGHTS, optimizer.lr, 1)
+    assert twin_step(core, optimizer, params, grads, state, optimizer.lr, 1) == 0
+    np.testing.assert_allclose(params, -1e-6 / 1e-3, **TOL[dtype])
+    np.testing.assert_allclose(params, expected, **TOL[dtype])
+    np.testing.assert_allclose(state, expected_state, **TOL[dtype])
 
 
 # ---------------------------------------------------------------- non-finite steps
@@ -126,8 +155,7 @@ def test_non_finite_gradient_is_refused(core, name, dtype, bad):
 
 # Not the adaptive rules with L2 in the gradient: their squared, decayed gradient does
 # overflow there, and refusing that step is right.
-@pytest.mark.parametrize("name", [name for name in OPTIMIZERS
-                                  if name not in ("adam-wd", "rmsprop-momentum", "adagrad-init")])
+@pytest.mark.parametrize("name", [name for name in OPTIMIZERS if name not in ADAPTIVE_WITH_L2])
 def test_step_near_overflow_that_stays_finite_is_applied(core, name):
     """Parameters close to the float32 limit make the cheap bound inconclusive; the exact
     check then lets a finite step through, and it equals the NumPy rule."""
@@ -152,10 +180,14 @@ FUSABLE = {
     "momentum": dict(lr=0.05, momentum=0.9, weight_decay=0.05),
     "adam": dict(lr=0.01, weight_decay=0.1),
     "rmsprop-momentum": dict(lr=0.01, momentum=0.9, alpha=0.9),
+    "rmsprop-centered": dict(lr=0.01, alpha=0.9, weight_decay=0.05, centered=True),
+    "rmsprop-centered-momentum": dict(lr=0.01, momentum=0.9, alpha=0.9, centered=True),
     "adagrad": dict(lr=0.1),
+    "adagrad-decay": dict(lr=0.1, lr_decay=0.01, weight_decay=0.05),
 }
 KINDS = {"momentum": fb.SGD, "adam": fb.Adam, "rmsprop-momentum": fb.RMSprop,
-         "adagrad": fb.Adagrad}
+         "rmsprop-centered": fb.RMSprop, "rmsprop-centered-momentum": fb.RMSprop,
+         "adagrad": fb.Adagrad, "adagrad-decay": fb.Adagrad}
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["plain", "dropout"])
@@ -232,9 +264,9 @@ def torch_pair(optimizer, p):
         made = getattr(torch.optim, kind)(groups, lr=o.lr, betas=o.betas, eps=o.eps)
     elif kind == "RMSprop":
         made = torch.optim.RMSprop(groups, lr=o.lr, alpha=o.alpha, eps=o.eps,
-                                   momentum=o.momentum)
+                                   momentum=o.momentum, centered=o.centered)
     else:
-        made = torch.optim.Adagrad(groups, lr=o.lr, eps=o.eps,
+        made = torch.optim.Adagrad(groups, lr=o.lr, eps=o.eps, lr_decay=o.lr_decay,
                                    initial_accumulator_value=o.initial_accumulator_value)
     return torch, made, weights, biases
 
@@ -297,7 +329,7 @@ def test_train_steps_follow_gradients_and_the_numpy_rule(name):
 
 
 @pytest.mark.parametrize("name", ["adam-wd", "adamw-l1", "rmsprop-momentum", "adagrad-init",
-                                  "sgd-l1-clip"])
+                                  "sgd-l1-clip", "rmsprop-centered-momentum", "adagrad-decay-wd"])
 def test_fit_epoch_equals_train_steps_in_its_order(name):
     X, y = classification(37)
     stepped, fitted = small_model(), small_model()

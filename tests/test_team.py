@@ -90,6 +90,8 @@ def test_fit_gives_the_same_model_at_every_team_size(name, dtype, batch_size, mo
 
 @pytest.mark.parametrize("optimizer", [
     fb.SGD(lr=0.05, momentum=0.9, nesterov=True), fb.RMSprop(lr=0.01), fb.Adagrad(lr=0.1),
+    fb.RMSprop(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1),
+    fb.Adagrad(lr=0.1, lr_decay=0.05, weight_decay=0.1),
     fb.AdamW(lr=0.01, weight_decay=0.1), fb.SGD(lr=0.05, clip_norm=0.5), fb.Adam(lr=0.01, l1=1e-3),  # whole steps
 ], ids=lambda opt: type(opt).__name__)
 def test_every_optimizer_steps_alike_at_every_team_size(optimizer):
@@ -127,6 +129,25 @@ def test_train_step_predict_and_evaluate_alike_at_every_team_size(name, dtype):
         results.append((model.parameters.copy(), np.array(losses),
                         model.predict(X, threads=team),
                         np.array([scores["loss"], scores["accuracy"]])))
+    assert_same(results, 1e-5 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_poisson_fit_predict_and_evaluate_alike_at_every_team_size(dtype):
+    """The poisson loss (exp of the log-rate per output, tile by tile) with weighted rows,
+    batches of 11 over 37 rows (11, 11, 11, 4)."""
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(37, 7))
+    y = rng.poisson(np.exp(0.3 * X[:, :3]))
+    weights = rng.uniform(0, 3, 37)
+    results = []
+    for team in TEAMS:
+        model = fb.Sequential(NETWORKS["dense"](), loss="poisson", dtype=dtype, seed=1)
+        history = model.fit(X, y, epochs=2, batch_size=11, threads=team, sample_weight=weights,
+                            optimizer=fb.Adam(lr=0.01))
+        results.append((model.parameters.copy(), np.asarray(history.loss),
+                        model.predict(X, threads=team),
+                        np.array([model.evaluate(X, y, threads=team)["loss"]])))
     assert_same(results, 1e-5 if dtype == "float32" else 1e-12)
 
 
