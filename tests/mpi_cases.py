@@ -3,8 +3,8 @@
 ``python mpi_cases.py CASE`` runs one case. Each rank builds the same model and data from
 fixed seeds and trains on its shard with comm=MPI.COMM_WORLD; rank 0 also trains the same
 model in one process on the whole data and compares. A rank that finds a mismatch, or an
-exception a case expects but did not get, exits non-zero; the test fails unless every rank
-exits 0. Expected failures print "EXPECTED <message>" on every rank for the test to read.
+exception a case expects but did not get, aborts every rank (fail); the test fails unless
+every rank exits 0. Expected failures print "EXPECTED <message>" on every rank for the test to read.
 """
 import sys
 
@@ -18,6 +18,13 @@ from fastbp.distributed import DistributedError
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
 RTOL = 1e-10
+
+
+def fail():
+    """End every rank now with a non-zero status (a plain exit could leave the others
+    waiting in a collective call until the test's timeout)."""
+    sys.stdout.flush()
+    comm.Abort(1)
 
 
 def shard_bounds(n_rows):
@@ -55,7 +62,7 @@ def compare(name, distributed_model, reference_model):
         print(f"MISMATCH {name}: ranks hold different parameters", flush=True)
         ok = False
     if not ok:
-        sys.exit(1)
+        fail()
 
 
 def fit_both(settings, dropout=0.0, weights=None, n_rows=203, validation=False, **model_kw):
@@ -162,11 +169,11 @@ def expect_error(call, *fragments):
         missing = [f for f in fragments if f not in text]
         if missing:
             print(f"WRONG ERROR {type(error).__name__}: {text} (missing {missing})", flush=True)
-            sys.exit(1)
+            fail()
         print(f"EXPECTED {type(error).__name__}: {text}", flush=True)
         return
     print("NO ERROR", flush=True)
-    sys.exit(1)
+    fail()
 
 
 def case_bad_features():
@@ -242,6 +249,16 @@ def case_divergence():
     expect_error(lambda: mine.fit(X[lo:hi] * 1e150, targets[lo:hi], comm=comm, epochs=1,
                                   optimizer=fastbp.SGD(lr=1e100)), "NaN or infinite")
     assert np.array_equal(mine.parameters, before)
+
+
+def case_exit_on_rank_1():
+    if rank == 1:
+        fail()
+
+
+def case_hang_on_rank_1():
+    if rank == 1:
+        comm.recv(source=0)  # rank 0 never sends
 
 
 if __name__ == "__main__":
