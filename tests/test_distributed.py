@@ -109,3 +109,18 @@ def test_the_launcher_fails_on_a_failing_rank_and_on_a_hang(tmp_path):
         run_case("exit_on_rank_1", 2, cwd=tmp_path)
     with pytest.raises(pytest.fail.Exception, match="hung past 10 s"):
         run_case("hang_on_rank_1", 2, cwd=tmp_path, timeout=10)
+
+
+def test_benchmark_times_one_process_and_the_ranks(capsys):
+    """benchmarks/distributed.py runs end to end on the small network (one repeat) and
+    reports every part of a step."""
+    from fastbp.benchmarks import distributed as benchmark
+
+    if not Path(sys.executable).with_name("mpiexec").exists():
+        pytest.skip("the benchmark launches the mpiexec beside this Python")
+    (result,) = benchmark.main(["--configs", "small", "--repeats", "1"])
+    for key in ("one_process", "epoch", "gradient", "allreduce", "step", "per_step"):
+        assert result[key] > 0, key
+    assert result["steps"] == 128 and result["gradient_bytes"] == 4 * (784 * 128 + 128 * 10
+                                                                       + 128 + 10)
+    assert "Allreduce of 0.41 MB" in capsys.readouterr().out
