@@ -504,7 +504,7 @@ class Sequential:
     @_exclusive
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, verbose=0,
             threads=None, validation_data=None, validation_split=0.0, callbacks=None,
-            max_time=None, sample_weight=None, class_weight=None):
+            max_time=None, sample_weight=None, class_weight=None, comm=None):
         """Train by mini-batch backpropagation.
 
         Parameters
@@ -547,6 +547,11 @@ class Sequential:
             For ``cross_entropy``: multiplies each sample's weight by its class's;
             "balanced" uses ``n_samples / (n_classes * count)`` (scikit-learn's rule), a
             dict maps class indices to weights (others weigh 1).
+        comm : mpi4py communicator, optional
+            Data-parallel training over MPI: every rank of ``comm`` calls fit with its own
+            shard of (X, y) and the same settings, and every rank ends with the same
+            parameters: those of a one-process fit on the shards concatenated in rank
+            order. See :mod:`fastbp.distributed` (and README "Beyond one machine").
 
         Returns
         -------
@@ -561,6 +566,11 @@ class Sequential:
             If the loss or parameters become non-finite; the model keeps finite parameters
             (unless a TerminateOnNaN callback turns this into a quiet stop).
         """
+        if comm is not None:
+            from .distributed import fit as fit_distributed
+            return fit_distributed(self, X, y, comm, epochs, batch_size, optimizer, shuffle,
+                                   verbose, threads, validation_data, validation_split,
+                                   callbacks, max_time, sample_weight, class_weight)
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
         verbose = check_verbose(verbose)

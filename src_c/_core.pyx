@@ -380,5 +380,6 @@ def gemm_roofline(plan, const floating[:, ::1] X, Py_ssize_t batch_size):
         free(net.ops)
 
 
+include "_shard.pxi"
 include "_rows.pxi"
 include "_twins.pxi"

@@ -153,6 +153,7 @@ cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
     net.training = False
     net.dropping = False
     net.seed = plan.dropout_seed
+    net.positions = NULL
     net.ops = <Op *> malloc(max(net.n_ops, 1) * sizeof(Op))
     if net.ops == NULL:
         raise MemoryError()

@@ -93,14 +93,32 @@ cdef inline void dropout_backward(floating *D__e, Py_ssize_t n, uint32_t e0, uin
 
 
 cdef inline void dropout_op_forward(const Op *op, const floating *X, floating *ws,
-                                    Py_ssize_t r0, Py_ssize_t rows) noexcept nogil:
-    """Rows r0:r0+rows of the op's output: its input dropped out and scaled."""
-    dropout_forward(X + r0 * op.n_in, ws + op.out + r0 * op.n_in, rows * op.n_in,
-                    <uint32_t> (r0 * op.n_in), op.keys, op.drop, <floating> op.scale)
+                                    Py_ssize_t r0, Py_ssize_t rows,
+                                    const Py_ssize_t *positions=NULL) noexcept nogil:
+    """Rows r0:r0+rows of the op's output: its input dropped out and scaled. With
+    ``positions``, row r draws the mask of batch row positions[r] (a process holding some
+    rows of a batch spread over processes: fastbp.distributed), else of row r."""
+    cdef Py_ssize_t r
+    if positions == NULL:
+        dropout_forward(X + r0 * op.n_in, ws + op.out + r0 * op.n_in, rows * op.n_in,
+                        <uint32_t> (r0 * op.n_in), op.keys, op.drop, <floating> op.scale)
+        return
+    for r in range(r0, r0 + rows):
+        dropout_forward(X + r * op.n_in, ws + op.out + r * op.n_in, op.n_in,
+                        <uint32_t> (positions[r] * op.n_in), op.keys, op.drop,
+                        <floating> op.scale)
 
 
 cdef inline void dropout_op_backward(const Op *op, floating *ws, Py_ssize_t r0,
-                                     Py_ssize_t rows) noexcept nogil:
-    """Rows r0:r0+rows of its delta, masked and scaled in place."""
-    dropout_backward(ws + op.din + r0 * op.n_in, rows * op.n_in, <uint32_t> (r0 * op.n_in),
-                     op.keys, op.drop, <floating> op.scale)
+                                     Py_ssize_t rows,
+                                     const Py_ssize_t *positions=NULL) noexcept nogil:
+    """Rows r0:r0+rows of its delta, masked and scaled in place (positions: as forward)."""
+    cdef Py_ssize_t r
+    if positions == NULL:
+        dropout_backward(ws + op.din + r0 * op.n_in, rows * op.n_in,
+                         <uint32_t> (r0 * op.n_in), op.keys, op.drop, <floating> op.scale)
+        return
+    for r in range(r0, r0 + rows):
+        dropout_backward(ws + op.din + r * op.n_in, op.n_in,
+                         <uint32_t> (positions[r] * op.n_in), op.keys, op.drop,
+                         <floating> op.scale)

@@ -57,6 +57,7 @@ cdef struct Net:
     bint dropping         # training with dropout: dropouts write their own block
     bint row_local        # no op needs the whole batch: threads may split rows
     uint64_t seed         # plan.dropout_seed
+    const Py_ssize_t *positions  # per row: its position in the batch (dropout draws); NULL: row i is i
 
 
 cdef inline const floating *at(Py_ssize_t loc, floating *ws,

@@ -121,7 +121,7 @@ cdef void _forward(Net *net, const floating *P, floating *T, floating *ws, const
                           else ws + op.out, r0, rows, B)
         elif op.kind == OP_DROPOUT:
             if net.dropping:
-                dropout_op_forward(op, X, ws, r0, rows)
+                dropout_op_forward(op, X, ws, r0, rows, net.positions)
         elif op.kind == OP_ACTIVATION:
             activation_forward(op, X, ws, r0, rows)
         elif op.kind == OP_BATCHNORM:
@@ -168,7 +168,7 @@ cdef void _deltas(Net *net, const floating *P, floating *G, floating *T, floatin
             continue
         elif op.kind == OP_DROPOUT:
             if net.dropping:
-                dropout_op_backward(op, ws, r0, rows)
+                dropout_op_backward(op, ws, r0, rows, net.positions)
         elif op.kind == OP_ACTIVATION:
             activation_backward(op, at(op.in_loc, ws, Xb), ws, r0, rows)
         elif op.kind == OP_LAYERNORM:

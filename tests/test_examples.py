@@ -109,3 +109,12 @@ def test_deep_networks_train_with_batchnorm_or_residual_blocks(tmp_path, capsys)
     for kept in (norm["first_epoch_norms"], residual["first_epoch_norms"]):
         assert kept[0] > 1e-2 * kept[-1]
     assert plot.stat().st_size > 0 and "test accuracy" in capsys.readouterr().out
+
+
+def test_dask_search_streams_and_searches_on_a_cluster(capsys):
+    for package in ("sklearn", "dask", "distributed", "dask_ml"):
+        pytest.importorskip(package)
+    streamed, search = example("dask_search").main(["--chunks", "2", "--rows", "150"])
+    assert 0 <= streamed <= 1 and search.best_score_ > 0.5  # 4 classes: chance is 0.25
+    out = capsys.readouterr().out
+    assert "cluster: 2 workers" in out and "GridSearchCV on the workers" in out
