@@ -459,7 +459,7 @@ def test_early_stopping_split_is_stratified_for_single_label(monkeypatch):
         calls.append(kwargs.get("stratify"))
         return train_test_split(*arrays, **kwargs)
 
-    monkeypatch.setattr(fbsk, "train_test_split", spy)
+    monkeypatch.setattr(fbsk._stochastic, "train_test_split", spy)
     for problem in ("multiclass", "multilabel"):
         _, X, y = PROBLEMS[problem]
         with warnings.catch_warnings():
