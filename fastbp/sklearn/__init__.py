@@ -68,7 +68,8 @@ E. What is extra: ``dtype`` (float32 by default, for speed), ``activation`` as a
    ``loss`` choices of fastbp (regressor), ``fit(..., validation_data=(X_val, y_val))``, and
    ``model_``, the trained :class:`fastbp.Sequential`.
 
-F. Layout: ``_params`` checks parameters and inputs, ``_base`` builds the network and runs
+F. Layout: ``_params`` checks parameters and inputs, ``_parameters`` is ``coefs_`` /
+   ``intercepts_`` (written through to the model), ``_base`` builds the network and runs
    inference, ``_stochastic`` is the 'sgd' / 'adam' loop, ``_lbfgs`` the L-BFGS path,
    ``_classifier`` and ``_regressor`` the two estimators.
 """

@@ -9,6 +9,7 @@ from ..activations import activation_code, activation_name
 from ..layers import Dense, Dropout
 from ..model import Sequential
 from ._lbfgs import _LbfgsSolver
+from ._parameters import _WeightAttributes
 from ._params import _NONFINITE, _ParameterChecks, _validate_data
 from ._stochastic import _StochasticSolver
 
@@ -23,7 +24,8 @@ class _Objective:
         self.loss, self.grad_scale, self.report_scale = loss, grad_scale, report_scale
 
 
-class _BaseMLP(_ParameterChecks, _StochasticSolver, _LbfgsSolver, BaseEstimator):
+class _BaseMLP(_WeightAttributes, _ParameterChecks, _StochasticSolver, _LbfgsSolver,
+               BaseEstimator):
     """Shared parameters, network construction and solvers of the two estimators."""
 
     def _init_params(self, hidden_layer_sizes, activation, solver, alpha, batch_size,
@@ -96,35 +98,15 @@ class _BaseMLP(_ParameterChecks, _StochasticSolver, _LbfgsSolver, BaseEstimator)
         for layer, (weight, bias) in zip(self._dense_layers(), parameters):
             layer.weight[...] = weight
             layer.bias[...] = bias
-        self._expose_parameters()
 
     def _dense_layers(self):
         return [layer for layer in self.model_.layers
                 if getattr(layer, "weight", None) is not None]
 
-    def _expose_parameters(self):
-        """coefs_ and intercepts_: views into the model's flat parameter buffer."""
-        layers = self._dense_layers()
-        self.coefs_ = [layer.weight for layer in layers]
-        self.intercepts_ = [layer.bias for layer in layers]
-
     def _weight_norm2(self):
         n_weights = sum(coef.size for coef in self.coefs_)
         weights = self.model_.parameters[:n_weights]
         return float(np.dot(weights, weights))
-
-    def __getstate__(self):
-        # coefs_ / intercepts_ are views into model_; pickle the model only and rebuild
-        # the views on load, so they stay views.
-        state = dict(super().__getstate__())
-        state.pop("coefs_", None)
-        state.pop("intercepts_", None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "model_" in self.__dict__:
-            self._expose_parameters()
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, X, y, sample_weight=None, incremental=False, validation_data=None):

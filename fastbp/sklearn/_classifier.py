@@ -65,7 +65,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, t_
         As scikit-learn's (only after a stochastic solver, as there).
     coefs_ : list of ndarray of shape (n_in, n_out)
-        Views into ``model_.parameters``: writing into them changes the model.
+        Views into ``model_.parameters``: writing into them changes the model, and so does
+        assigning the list or one of its items (checked: same shapes, finite numbers).
     intercepts_ : list of ndarray of shape (n_out,)
         Views, as ``coefs_``.
     n_features_in_, feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_
