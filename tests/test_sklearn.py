@@ -85,16 +85,11 @@ def _assert_same_parameters(theirs, ours, atol=1e-10):
 
 # ---------------------------------------------------------------------- estimator checks
 def _expected_failed_checks(estimator):
-    failures = {}
-    if estimator.solver != "lbfgs":
-        failures["check_sample_weight_equivalence_on_dense_data"] = (
-            "mini-batch solvers: a repeated row changes the batches and the number of steps "
-            "per epoch, so repeating is not the same fit as weighting")
-    else:
-        failures["check_sample_weight_equivalence_on_dense_data"] = (
+    failures = {
+        "check_sample_weight_equivalence_on_dense_data": (
             "float32 (the default dtype): weighted and repeated rows round differently and "
-            "L-BFGS ends ~1e-4 apart, over the check's rtol 1e-7; in float64 they agree "
-            "(test_sample_weight_equals_repeating_rows_with_lbfgs)")
+            "the fits end ~1e-4 apart, over the check's rtol 1e-7; in float64 the check "
+            "passes (tests/test_sklearn_sample_weight.py)")}
     if estimator.solver == "lbfgs" and isinstance(estimator, MLPClassifier):
         failures["check_classifiers_multilabel_output_format_predict_proba"] = (
             "float32 (the default dtype): L-BFGS fits the check's data hard and sigmoid(z) "

@@ -51,8 +51,11 @@ D. Where it is not bit-for-bit scikit-learn (float64, same data order):
      trajectories then drift apart, though not in accuracy;
    * the L2 term of ``loss_`` uses the mean of ``||W||²`` at the start and end of the
      epoch instead of its value before each batch;
-   * with sample weights, scikit-learn divides alpha by each batch's sum of weights; here
-     by ``B`` times the mean weight;
+   * sample weights follow scikit-learn's rule (each batch's loss, gradient and L2 term
+     divided by the batch's sum of weights: ``Sequential.fit``'s
+     ``sample_weight_reduction="weights"``), but a batch whose weights are all 0 adds
+     nothing where scikit-learn divides by 0, and with ``shuffle=True`` the L2 part of
+     ``loss_`` is estimated from the unshuffled batches' sums;
    * L-BFGS on several regression outputs: scikit-learn hands SciPy a loss averaged over
      the outputs with the gradient of their sum; fastbp's pair is consistent (the sum), so
      the paths differ while the minimiser is the same;

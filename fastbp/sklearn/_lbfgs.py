@@ -13,16 +13,19 @@ class _LbfgsSolver:
     def _fit_lbfgs(self, X, targets, sample_weight, rng, pending):
         self._ensure_model(pending, rng)
         model, c = self.model_, self._objective.grad_scale
+        # scikit-learn divides the loss, its gradient and the L2 term by the total weight:
+        # the core's "weights" reduction, which scales weight_decay by rows / total weight.
         n_samples = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
         weight_decay = c * float(self.alpha) / n_samples
         parameters = model.parameters
         extra = {}
-        if sample_weight is not None:  # fastbp divides by rows, scikit-learn by total weight
-            extra["sample_weight"] = sample_weight * (X.shape[0] / n_samples)
+        if sample_weight is not None:
+            extra = dict(sample_weight=sample_weight, sample_weight_reduction="weights")
+        rows_decay = c * float(self.alpha) / X.shape[0]  # what the core scales
 
         def objective(flat):
             parameters[...] = flat
-            loss, grads = model.gradients(X, targets.fastbp, weight_decay=weight_decay, **extra)
+            loss, grads = model.gradients(X, targets.fastbp, weight_decay=rows_decay, **extra)
             gradient = np.concatenate([dW.ravel() for dW, _ in grads] + [db for _, db in grads])
             return loss / c, gradient.astype(np.float64) / c
 

@@ -16,10 +16,20 @@ from ._params import _NONFINITE, _validate_data
 class _EpochRules(Callback):
     """scikit-learn's end-of-iteration bookkeeping, run by ``Sequential.fit`` after each epoch."""
 
-    def __init__(self, estimator, n_samples, batch_size, validation, incremental):
+    def __init__(self, estimator, n_samples, batch_size, validation, incremental,
+                 sample_weight=None):
         self.estimator, self.n_samples = estimator, n_samples
-        self.n_batches = -(-n_samples // batch_size)
         self.validation, self.incremental = validation, incremental
+        # Σ over the batches of rows / Σw, the factor of alpha/2·||W||² in loss_ (below);
+        # n_batches without weights. With weights it is taken over the rows in order: exact
+        # with shuffle=False, an estimate of the shuffled epochs' otherwise.
+        if sample_weight is None:
+            self.decay_factor = -(-n_samples // batch_size)
+        else:
+            starts = np.arange(0, n_samples, batch_size)
+            sums = np.add.reduceat(np.asarray(sample_weight, dtype=np.float64), starts)
+            rows = np.diff(np.append(starts, n_samples))
+            self.decay_factor = float(np.sum(rows[sums > 0] / sums[sums > 0]))
         self.stopped = self.hit_max_iter = False
 
     def on_train_begin(self, logs):
@@ -28,9 +38,11 @@ class _EpochRules(Callback):
     def on_epoch_end(self, epoch, logs):
         est = self.estimator
         norm2 = est._weight_norm2()
-        # scikit-learn adds alpha/(2·B)·||W||² to each batch's mean loss (before its update)
-        # and averages the batches weighted by rows: alpha·n_batches/(2·n)·mean ||W||².
-        penalty = 0.25 * est.alpha * self.n_batches / self.n_samples * (self.weight_norm2 + norm2)
+        # scikit-learn adds alpha/(2·Σw)·||W||² to each batch's mean loss (before its update;
+        # Σw = B without weights) and averages the batches weighted by rows:
+        # alpha·Σ(B/Σw)/(2·n)·mean ||W||².
+        penalty = (0.25 * est.alpha * self.decay_factor / self.n_samples
+                   * (self.weight_norm2 + norm2))
         self.weight_norm2 = norm2
         est.n_iter_ += 1
         est.t_ += self.n_samples
@@ -96,10 +108,11 @@ class _StochasticSolver:
                               "going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         optimizer = self._optimizer_for(incremental, batch_size, n_samples)
-        rules = _EpochRules(self, n_samples, batch_size, validation, incremental)
+        rules = _EpochRules(self, n_samples, batch_size, validation, incremental,
+                            sample_weight_train)
         extra = {}
-        if sample_weight_train is not None:  # mean 1: a batch's weighted mean is scikit-learn's
-            extra["sample_weight"] = sample_weight_train / np.mean(sample_weight_train)
+        if sample_weight_train is not None:  # scikit-learn divides each batch by its Σw
+            extra = dict(sample_weight=sample_weight_train, sample_weight_reduction="weights")
         self.n_iter_ = 0
         try:
             history = self.model_.fit(
@@ -120,7 +133,8 @@ class _StochasticSolver:
     def _optimizer_for(self, incremental, batch_size, n_samples):
         """The fastbp optimizer of module note C; a new one (fresh state) for each ``fit``,
         the model's current one for ``partial_fit``. With sample weights scikit-learn
-        divides alpha by the batch's sum of weights: B, as the weights are scaled to mean 1."""
+        divides alpha by the batch's sum of weights: fit's "weights" reduction scales this
+        weight_decay by B / Σw for each batch."""
         c = self._objective.grad_scale
         kind = SGD if self.solver == "sgd" else Adam
         optimizer = self.model_.optimizer
