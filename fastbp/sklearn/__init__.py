@@ -63,7 +63,14 @@ D. Where it is not bit-for-bit scikit-learn (float64, same data order):
      ``random_state``), not scikit-learn's, so shuffled runs agree in distribution only;
    * early stopping stratifies the split for every single-label problem, as scikit-learn's
      documentation says (its code stratifies binary problems only), unless a class has
-     fewer than two samples or the split is too small to hold every class;
+     fewer than two samples or the split is too small to hold every class; a binary
+     problem with a one-member class raises scikit-learn's error (naming the class by its
+     label, where scikit-learn shows the binarized one);
+   * a fit whose loss or update turns non-finite raises scikit-learn's ValueError, its
+     sentence followed by fastbp's account (the epoch and batch; in float32, the range);
+     with early stopping it ends at that epoch (scikit-learn runs its NaN epochs on to
+     ``max_iter``) and keeps the best validated weights, raising nothing, as scikit-learn
+     does since its issue 29504;
    * ``momentum`` must be < 1; sparse input is refused (fastbp is dense-only).
 
 E. What is extra: ``dtype`` (float32 by default, for speed), ``activation`` as a list (one

@@ -106,7 +106,8 @@ class _BaseMLP(_WeightAttributes, _ParameterChecks, _StochasticSolver, _LbfgsSol
     def _weight_norm2(self):
         n_weights = sum(coef.size for coef in self.coefs_)
         weights = self.model_.parameters[:n_weights]
-        return float(np.dot(weights, weights))
+        with np.errstate(over="ignore"):  # huge finite weights: loss_ is inf, honestly
+            return float(np.dot(weights, weights))
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, X, y, sample_weight=None, incremental=False, validation_data=None):

@@ -182,10 +182,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return per_sample if sample_weight is None else per_sample * sample_weight
 
     def _stratify_labels(self, targets, fraction):
+        """The labels to stratify the early-stopping split by, or None. A binary problem
+        with a class of one member raises scikit-learn's error (scikit-learn stratifies
+        binary problems only); a multiclass one is then split without stratifying, as
+        scikit-learn splits it."""
         if self._label_binarizer.y_type_ == "multilabel-indicator":
             return None
         labels = targets.original(slice(None))
-        _, counts = np.unique(labels, return_counts=True)
+        classes, counts = np.unique(labels, return_counts=True)
+        if counts.min() < 2 and self._label_binarizer.y_type_ == "binary":
+            raise ValueError(
+                "The least populated classes in y have only 1 member, which is too few. The "
+                "minimum number of groups for any class cannot be less than 2. Classes with "
+                "too few members are: %s" % classes[counts < 2].tolist())
         n = labels.shape[0]
         n_val = math.ceil(fraction * n)
         if counts.min() < 2 or n_val < counts.size or n - n_val < counts.size:

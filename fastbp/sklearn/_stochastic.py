@@ -114,21 +114,38 @@ class _StochasticSolver:
         if sample_weight_train is not None:  # scikit-learn divides each batch by its Σw
             extra = dict(sample_weight=sample_weight_train, sample_weight_reduction="weights")
         self.n_iter_ = 0
+        early_stopping = self.early_stopping and validation is not None
         try:
             history = self.model_.fit(
                 X_train, train.fastbp, epochs=1 if incremental else self.max_iter,
                 batch_size=batch_size, optimizer=optimizer, shuffle=bool(self.shuffle),
                 verbose=0, callbacks=[rules], **extra)
         except DivergenceError as error:
-            raise ValueError(_NONFINITE) from error
-        if history.stop_reason == "interrupted":
-            warnings.warn("Training interrupted by user.")
-        elif rules.hit_max_iter:
-            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                          "optimization hasn't converged yet." % self.max_iter,
-                          ConvergenceWarning)
-        if self.early_stopping and validation is not None:
+            if not early_stopping:
+                raise ValueError(self._nonfinite_message(error)) from error
+            # scikit-learn (since its issue 29504) ends such a fit and keeps the best
+            # validated weights; the core refused the step, so nothing non-finite is kept.
+            if self.verbose:
+                print("Non-finite loss or update: stopping, with the best validated weights.")
+        else:
+            if history.stop_reason == "interrupted":
+                warnings.warn("Training interrupted by user.")
+            elif rules.hit_max_iter:
+                warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                              "optimization hasn't converged yet." % self.max_iter,
+                              ConvergenceWarning)
+        if early_stopping:
             self.model_.parameters[...] = self._best_parameters
+
+    def _nonfinite_message(self, error):
+        """scikit-learn's sentence first (code matching it keeps working), then fastbp's
+        account of where it happened and, in float32, the range that overflowed."""
+        message = f"{_NONFINITE} fastbp: {error}"
+        if self.model_.dtype == np.float32:
+            message += (" The network computes in float32 (dtype='float32', the default), "
+                        "whose values overflow beyond about 3.4e38: dtype='float64' has the "
+                        "range scikit-learn's MLP has.")
+        return message
 
     def _optimizer_for(self, incremental, batch_size, n_samples):
         """The fastbp optimizer of module note C; a new one (fresh state) for each ``fit``,
