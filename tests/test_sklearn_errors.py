@@ -135,3 +135,26 @@ def test_diverging_fit_without_early_stopping_still_raises():
                          random_state=0)
     with pytest.raises(ValueError, match=re.escape(SKLEARN_NONFINITE)):
         model.fit(X * 1e3, y * 1e3)
+
+
+@pytest.mark.parametrize("where", ["X", "y"])
+def test_values_beyond_float32_get_sklearns_sentence_and_the_dtype_to_use(where):
+    X, y = _regression()
+    X, y = (X * 1e39, y) if where == "X" else (X, y * 1e41)  # finite in float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's cast overflow
+        with pytest.raises(ValueError) as raised:
+            MLPRegressor(hidden_layer_sizes=(9,)).fit(X, y)
+        message = str(raised.value)
+        assert message.startswith(SKLEARN_NONFINITE)
+        assert f"Input {where} contains" in message and "dtype='float64' takes" in message
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPRegressor(hidden_layer_sizes=(9,), max_iter=2, dtype="float64").fit(X, y)
+        assert np.all(np.isfinite(model.model_.parameters))  # float64 takes them, as sklearn
+        fitted = MLPRegressor(hidden_layer_sizes=(9,), max_iter=2).fit(*_regression())
+        with pytest.raises(ValueError, match="dtype='float64' takes") as raised:
+            fitted.predict(_regression()[0] * 1e39)
+    assert not str(raised.value).startswith("Solver")  # predicting is not solving
+    with pytest.raises(ValueError, match=r"Input X contains infinity") as raised:
+        fitted.predict(np.full((2, 7), np.inf))
+    assert "fastbp" not in str(raised.value)  # a true infinity: scikit-learn's message

@@ -67,7 +67,8 @@ D. Where it is not bit-for-bit scikit-learn (float64, same data order):
      problem with a one-member class raises scikit-learn's error (naming the class by its
      label, where scikit-learn shows the binarized one);
    * a fit whose loss or update turns non-finite raises scikit-learn's ValueError, its
-     sentence followed by fastbp's account (the epoch and batch; in float32, the range);
+     sentence followed by fastbp's account (the epoch and batch; in float32, the range),
+     and so does fitting on X or y finite in float64 but beyond float32's range;
      with early stopping it ends at that epoch (scikit-learn runs its NaN epochs on to
      ``max_iter``) and keeps the best validated weights, raising nothing, as scikit-learn
      does since its issue 29504;

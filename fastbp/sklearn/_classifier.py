@@ -139,8 +139,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self.class_weight
 
     def _validate_input(self, X, y, sample_weight, incremental, reset):
-        X, y = _validate_data(self, X, y, multi_output=True, dtype=self._np_dtype(),
-                              reset=reset)
+        X, y = _validate_data(self, X, y, fitting=True, multi_output=True,
+                              dtype=self._np_dtype(), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)

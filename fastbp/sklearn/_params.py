@@ -6,9 +6,9 @@ import numbers
 import numpy as np
 
 try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data as _validate_data
+    from sklearn.utils.validation import validate_data as _sklearn_validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
-    def _validate_data(estimator, *args, **kwargs):
+    def _sklearn_validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
 from ..activations import activation_code, activation_name
@@ -17,6 +17,10 @@ _SOLVERS = ("lbfgs", "sgd", "adam")
 _RATE_SCHEDULES = ("constant", "invscaling", "adaptive")
 _SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 _REGRESSION_ALIASES = {"squared_error": "mse"}
+
+_FLOAT32_RANGE = ("fastbp: the values are finite, but beyond float32's range (about 3.4e38), "
+                  "and the estimators compute in float32 by default: dtype='float64' takes "
+                  "them (or scale the data).")
 
 _NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
               "values and need to be preprocessed.")
@@ -65,6 +69,30 @@ def _check_bool(owner, name):
                          f"got {value!r}")
     return bool(value)
 
+
+
+def _finite_in_float64(arrays):
+    for array in arrays:
+        try:
+            values = np.asarray(array, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue  # labels, not numbers: never cast to float32
+        if not np.all(np.isfinite(values)):
+            return False
+    return True
+
+
+def _validate_data(estimator, *arrays, fitting=False, **kwargs):
+    """scikit-learn's validate_data; where X or y holds values finite in float64 that
+    overflow the model's float32, its error says so and how to avoid it, after
+    scikit-learn's own sentence for a fit that overflows (its float64 fit would)."""
+    try:
+        return _sklearn_validate_data(estimator, *arrays, **kwargs)
+    except ValueError as error:
+        if "too large for dtype('float32')" not in str(error) or not _finite_in_float64(arrays):
+            raise
+        lead = f"{_NONFINITE} " if fitting else ""
+        raise ValueError(f"{lead}{error} {_FLOAT32_RANGE}") from error
 
 
 class _ParameterChecks:

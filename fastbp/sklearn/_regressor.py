@@ -8,7 +8,7 @@ from sklearn.utils.metaestimators import available_if
 
 from ..losses import CLASSIFICATION, Loss, loss_code
 from ._base import _BaseMLP, _Objective, _Targets
-from ._params import _REGRESSION_ALIASES, _validate_data
+from ._params import _FLOAT32_RANGE, _NONFINITE, _REGRESSION_ALIASES, _validate_data
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -87,11 +87,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, sample_weight, incremental, reset):
         self._fastbp_loss()
-        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True,
+        X, y = _validate_data(self, X, y, fitting=True, multi_output=True, y_numeric=True,
                               dtype=self._np_dtype(), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        Y = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=self._np_dtype())
+        with np.errstate(over="ignore"):  # checked just below
+            Y = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=self._np_dtype())
+        if not np.all(np.isfinite(Y)):  # y itself is finite (validate_data checked it)
+            raise ValueError(f"{_NONFINITE} Input y contains a value too large for "
+                             f"dtype('{Y.dtype}'). {_FLOAT32_RANGE}")
         return (X, _Targets(Y, y, Y.shape[1]),
                 self._check_sample_weight(sample_weight, X.shape[0]))
 
