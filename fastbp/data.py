@@ -204,6 +204,17 @@ def check_sample_weight(sample_weight, n_samples, dtype, name="sample_weight"):
     return array
 
 
+SAMPLE_WEIGHT_REDUCTIONS = ("rows", "weights")
+
+
+def check_sample_weight_reduction(value, name="sample_weight_reduction"):
+    """True for "weights" (a weighted batch's loss over its sum of weights, scikit-learn's
+    rule), False for "rows" (over its rows, Keras's); anything else raises."""
+    if not isinstance(value, str) or value not in SAMPLE_WEIGHT_REDUCTIONS:
+        raise ValueError(f"{name} must be 'rows' or 'weights', got {value!r}")
+    return value == "weights"
+
+
 def class_weights(class_weight, labels, n_classes):
     """Per-sample weights from ``class_weight``: "balanced" gives class c the weight
     n_samples / (n_present_classes · count_c) (scikit-learn's rule), a dict maps class

@@ -7,7 +7,8 @@ import numpy as np
 
 from . import initializers, io
 from ._native import core as _core
-from .data import (check_int, check_positive_int, check_real, check_sample_weight, check_seed,
+from .data import (check_int, check_positive_int, check_real, check_sample_weight,
+                   check_sample_weight_reduction, check_seed,
                    check_targets, check_X, class_weights)
 from . import bound as _bound
 from .bound import BoundDense, BoundNorm, BoundResidual
@@ -427,7 +428,7 @@ class Sequential:
     # ------------------------------------------------------------------ training
     @_exclusive
     def gradients(self, X, y, weight_decay=0.0, threads=None, sample_weight=None,
-                  dropout_step=None):
+                  dropout_step=None, sample_weight_reduction="rows"):
         """Loss and its gradients on (X, y) as one batch; parameters are not changed.
 
         Parameters
@@ -450,6 +451,9 @@ class Sequential:
             draws (see :attr:`training_steps`; ``X`` plays that step's batch). Two calls
             with the same ``k`` and batch size use the same masks, so finite differences
             of the loss check these gradients.
+        sample_weight_reduction : {"rows", "weights"}, default "rows"
+            As for :meth:`fit` ("weights" divides the weight_decay term by ``sum(w) /
+            n_samples`` too).
 
         Returns
         -------
@@ -461,6 +465,7 @@ class Sequential:
             batch's statistics, as in training, and their running statistics do not move.
         """
         weight_decay = check_real(weight_decay, "weight_decay", 0.0)
+        by_weight_sum = check_sample_weight_reduction(sample_weight_reduction)
         if dropout_step is not None:
             dropout_step = check_int(dropout_step, "dropout_step", 0)
         X, Y, labels = self._check_Xy(X, y)
@@ -471,21 +476,25 @@ class Sequential:
         threads = check_threads(self.threads if threads is None else threads)
         with blas_threads(blas_count(threads, plan.largest_gemm_flops(X.shape[0]))):
             loss = _core.gradients(plan, X, Y, labels, weight_decay, sample_weight=weights,
-                                   dropout_step=-1 if dropout_step is None else dropout_step)
+                                   dropout_step=-1 if dropout_step is None else dropout_step,
+                                   by_weight_sum=by_weight_sum)
         if not np.isfinite(loss):  # the core skips backward then; never return stale values
             plan.grads[...] = np.nan
         grads = [(first.copy(), second.copy()) for first, second in plan.pairs(plan.grads)]
         return float(loss), grads
 
     @_exclusive
-    def train_step(self, X, y, optimizer=None, threads=None, sample_weight=None):
+    def train_step(self, X, y, optimizer=None, threads=None, sample_weight=None,
+                   sample_weight_reduction="rows"):
         """One optimizer update on exactly this batch; returns its loss (before the update).
 
         Optimizer state (moments, step count) carries over between calls with the same
         optimizer; a schedule sees this update's step number (and the epochs of earlier
-        ``fit`` calls). ``threads`` and ``sample_weight`` as for :meth:`fit`.
+        ``fit`` calls). ``threads``, ``sample_weight`` and ``sample_weight_reduction`` as
+        for :meth:`fit`.
         """
         check_threads(threads)
+        by_weight_sum = check_sample_weight_reduction(sample_weight_reduction)
         X, Y, labels = self._check_Xy(X, y)
         weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
         optimizer = self._use_optimizer(optimizer)
@@ -495,7 +504,8 @@ class Sequential:
             status, loss_sum, n_batches, _ = _core.train_epoch(
                 plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer,
                 optimizer.rates(plan.epochs, plan.steps, 1), plan.steps, n_threads=size,
-                sample_weight=weights, training_step=plan.training_steps)
+                sample_weight=weights, training_step=plan.training_steps,
+                by_weight_sum=by_weight_sum)
         plan.steps += n_batches
         plan.training_steps += n_batches
         raise_for_status(status, n_batches, "train_step")
@@ -504,7 +514,8 @@ class Sequential:
     @_exclusive
     def fit(self, X, y, epochs=10, batch_size=32, optimizer=None, shuffle=True, verbose=0,
             threads=None, validation_data=None, validation_split=0.0, callbacks=None,
-            max_time=None, sample_weight=None, class_weight=None, comm=None):
+            max_time=None, sample_weight=None, class_weight=None,
+            sample_weight_reduction="rows", comm=None):
         """Train by mini-batch backpropagation.
 
         Parameters
@@ -547,6 +558,14 @@ class Sequential:
             For ``cross_entropy``: multiplies each sample's weight by its class's;
             "balanced" uses ``n_samples / (n_classes * count)`` (scikit-learn's rule), a
             dict maps class indices to weights (others weigh 1).
+        sample_weight_reduction : {"rows", "weights"}, default "rows"
+            What a weighted batch's loss is divided by: "rows" its number of rows (Keras's
+            rule, above); "weights" the sum of its weights, ``sum(w * loss) / sum(w)``, with
+            the gradient and the optimizer's ``weight_decay`` term divided the same way
+            (each scaled by ``rows / sum(w)``), as scikit-learn's MLP does. Under "weights"
+            doubling a weight is the same as repeating the row within the batch; a batch
+            whose weights are all 0 adds no loss, gradient or decay. Without sample or
+            class weights both are the same.
         comm : mpi4py communicator, optional
             Data-parallel training over MPI: every rank of ``comm`` calls fit with its own
             shard of (X, y) and the same settings, and every rank ends with the same
@@ -567,12 +586,17 @@ class Sequential:
             (unless a TerminateOnNaN callback turns this into a quiet stop).
         """
         if comm is not None:
+            if check_sample_weight_reduction(sample_weight_reduction):
+                raise ValueError("sample_weight_reduction='weights' is not supported with "
+                                 "comm= (distributed training divides each batch's loss by "
+                                 "its rows); use the default 'rows'")
             from .distributed import fit as fit_distributed
             return fit_distributed(self, X, y, comm, epochs, batch_size, optimizer, shuffle,
                                    verbose, threads, validation_data, validation_split,
                                    callbacks, max_time, sample_weight, class_weight)
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
+        by_weight_sum = check_sample_weight_reduction(sample_weight_reduction)
         verbose = check_verbose(verbose)
         check_threads(threads)
         if max_time is not None:
@@ -605,7 +629,7 @@ class Sequential:
         with for_fit(threads, self._plan.largest_gemm_flops(batch_size)) as (size, tuner):
             trainer = Trainer(self, X, Y, labels, weights, batch_size, optimizer,
                               bool(shuffle), verbose, validation, callbacks, max_time,
-                              size, tuner)
+                              size, tuner, by_weight_sum)
             return trainer.run(epochs)
 
     def _sample_weights(self, n_samples, labels, sample_weight, class_weight):

@@ -182,8 +182,10 @@ class Trainer:
     """One ``fit`` call: the data, the settings and the loop over epochs and chunks."""
 
     def __init__(self, model, X, Y, labels, weights, batch_size, optimizer, shuffle, verbose,
-                 validation, callbacks, max_time, threads=1, tuner=None):
+                 validation, callbacks, max_time, threads=1, tuner=None,
+                 by_weight_sum=False):
         self.model, self.plan = model, model._plan
+        self.by_weight_sum = by_weight_sum  # sample_weight_reduction="weights"
         self.X, self.Y, self.labels, self.weights = X, Y, labels, weights
         self.batch_size, self.optimizer, self.shuffle = batch_size, optimizer, shuffle
         self.validation, self.callbacks, self.max_time = validation, callbacks, max_time
@@ -262,7 +264,7 @@ class Trainer:
                 rates[batch:], plan.steps, row0=done, row1=end, n_threads=threads,
                 telemetry=telemetry if end == n else None,  # the epoch's last batch only
                 sample_weight=self.weights, training_step=plan.training_steps,
-                loss_sum=loss_sum, hits=hits)
+                by_weight_sum=self.by_weight_sum, loss_sum=loss_sum, hits=hits)
             plan.steps += chunk_done
             plan.training_steps += chunk_done
             raise_for_status(status, batch + chunk_done, f"epoch {epoch + 1}")

@@ -113,7 +113,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 long long first_step, Py_ssize_t row0=0, Py_ssize_t row1=-1,
                 int n_threads=1, double[:, ::1] telemetry=None,
                 const floating[::1] sample_weight=None, long long training_step=0,
-                double loss_sum=0, double hits=0):
+                bint by_weight_sum=False, double loss_sum=0, double hits=0):
     """Run the mini-batches of rows row0:row1 (row1 = -1: to the end) of one pass over
     ``order`` (rows of X; empty = rows in order), in batches starting at row0: a whole epoch
     in one call, or in chunks whose bounds are multiples of batch_size.
@@ -129,7 +129,9 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     batch: the weight gradient's norm (before clipping), the weights' norm, the update's
     norm, and the fraction of dead (relu family) or saturated (sigmoid, tanh) units (NaN
     otherwise). ``sample_weight`` (one finite value >= 0 per row of X), if given, weights
-    each row's loss and gradient: a batch's loss is Σ w·loss / rows.
+    each row's loss and gradient: a batch's loss is Σ w·loss / rows, or with
+    ``by_weight_sum`` Σ w·loss / Σ w (scikit-learn's rule), its gradient and the optimizer's
+    weight_decay term divided the same way (a batch of weight 0 adds neither).
 
     Dropout ops drop on every batch: batch k draws the masks of training step
     ``training_step + k`` (plan.training_steps, the model's count of training batches) from
@@ -204,6 +206,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
         team.row0, team.end, team.batch_size = row0, end, batch_size
         team.n_features, team.y_cols = X.shape[1], Y.shape[1]
         team.first_step, team.training_step = first_step, training_step
+        team.by_weights = by_weight_sum
         team.telemetry = &telemetry[0, 0] if telemetry is not None else NULL
         team.status, team.n_batches, team.loss_sum, team.hits = STATUS_OK, 0, loss_sum, hits
         with nogil:
@@ -221,15 +224,18 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
 
 def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
               const Py_ssize_t[::1] labels, double weight_decay,
-              const floating[::1] sample_weight=None, long long dropout_step=-1):
+              const floating[::1] sample_weight=None, long long dropout_step=-1,
+              bint by_weight_sum=False):
     """Loss (+ weight_decay/2·ΣW²) over all rows of X as one batch; gradients into plan.grads.
+    With ``by_weight_sum`` and sample weights, the loss, its gradient and the weight_decay
+    term are divided by Σ w instead of the rows (scikit-learn's rule; see train_epoch).
     BatchNorm ops use the batch's statistics (as in training; the running ones do not
     move). Without dropout (dropout_step -1), as prediction sees the network otherwise;
     with dropout_step >= 0, through the dropout masks that training step draws (as
     train_epoch's)."""
     cdef Py_ssize_t i
     cdef floating wd = <floating> weight_decay
-    cdef double loss, penalty = 0, hits = 0
+    cdef double loss, penalty = 0, hits = 0, scale = 1.0
     cdef const floating *weights_p = NULL
     cdef floating[::1] params = plan.params, grads = plan.grads, stats = plan.stats
     cdef floating[::1] scratch = plan.scratch, workspace = plan.workspace
@@ -246,18 +252,21 @@ def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 raise ValueError("sample_weight has %d entries, X has %d rows"
                                  % (sample_weight.shape[0], X.shape[0]))
             weights_p = &sample_weight[0]
+            if by_weight_sum:
+                scale = _weight_scale(weights_p, NULL, 0, X.shape[0])
+                wd = <floating> (weight_decay * scale)
         _set_mode(&net, True, dropout_step)
         with nogil:
             loss = _loss_and_backward(&net, P, G, _ptr(scratch), _ptr(workspace), &X[0, 0],
-                                      X.shape[0],
-                                      _cptr2(Y), _iptr(labels), NULL, weights_p, &hits)
+                                      X.shape[0], _cptr2(Y), _iptr(labels), NULL, weights_p,
+                                      scale, &hits)
             if wd != 0:
                 for i in range(net.n_weights):
                     G[i] += wd * P[i]
                     penalty += <double> P[i] * P[i]
     finally:
         free(net.ops)
-    return loss + 0.5 * weight_decay * penalty
+    return loss + 0.5 * weight_decay * scale * penalty
 
 
 def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_output,

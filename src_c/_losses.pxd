@@ -240,16 +240,18 @@ cdef inline double loss_backward(int loss, int act, floating *Z__bo, const float
 cdef inline double weighted_loss_backward(int loss, int act, floating *Z__bo,
                                           const floating *K__bo, const floating *Y__no,
                                           const Py_ssize_t *labels, const Py_ssize_t *idx,
-                                          const floating *w__n, Py_ssize_t B, Py_ssize_t O,
+                                          const floating *w__n, double scale,
+                                          Py_ssize_t B, Py_ssize_t O,
                                           Py_ssize_t batch, double *hits) noexcept nogil:
     """loss_backward with a weight per sample (w__n, indexed like the targets; NULL: all 1):
-    returns Σ w·row loss and scales each row's gradient by its weight, so the mean over a
-    batch is Σ w·loss / batch (Keras's sample_weight); hits are weighted too. One call per
-    row: the weighted path trades a little speed for not touching every loss kernel."""
+    returns Σ s·w·row loss and scales each row's gradient by s·w, s = ``scale``, so the mean
+    over a batch is Σ w·loss / batch (Keras's sample_weight) with s = 1, and Σ w·loss / Σ w
+    (scikit-learn's) with s = batch / Σ w; hits are weighted by w alone. One call per row:
+    the weighted path trades a little speed for not touching every loss kernel."""
     cdef Py_ssize_t i, row
     cdef Py_ssize_t j
     cdef double total = 0, row_hits
-    cdef floating w
+    cdef floating w, sw
     cdef floating *z
     if w__n == NULL:
         return loss_backward(loss, act, Z__bo, K__bo, Y__no, labels, idx, B, O, batch, hits)
@@ -257,18 +259,19 @@ cdef inline double weighted_loss_backward(int loss, int act, floating *Z__bo,
         row = _row(idx, i)
         z = Z__bo + i * O
         w = w__n[row]
+        sw = <floating> (w * scale)  # exactly w when scale is 1
         row_hits = 0
         if idx != NULL:
-            total += w * loss_backward(loss, act, z, K__bo + i * O if K__bo != NULL else NULL,
-                                       Y__no, labels, idx + i, 1, O, batch, &row_hits)
+            total += sw * loss_backward(loss, act, z, K__bo + i * O if K__bo != NULL else NULL,
+                                        Y__no, labels, idx + i, 1, O, batch, &row_hits)
         else:
-            total += w * loss_backward(loss, act, z, K__bo + i * O if K__bo != NULL else NULL,
-                                       Y__no + i * O if Y__no != NULL else NULL,
-                                       labels + i if labels != NULL else NULL, NULL, 1, O,
-                                       batch, &row_hits)
+            total += sw * loss_backward(loss, act, z, K__bo + i * O if K__bo != NULL else NULL,
+                                        Y__no + i * O if Y__no != NULL else NULL,
+                                        labels + i if labels != NULL else NULL, NULL, 1, O,
+                                        batch, &row_hits)
         hits[0] += w * row_hits
         for j in range(O):
-            z[j] *= w
+            z[j] *= sw
     return total
 
 

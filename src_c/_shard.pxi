@@ -74,7 +74,7 @@ def shard_gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 loss = weighted_loss_backward(
                     net.loss, out_op.act, ws + out_op.out,
                     ws + out_op.z if out_op.z >= 0 else NULL, _cptr2(Y), _iptr(labels),
-                    &rows[first], weights_p, n, out_op.n_out, batch_rows, &hits)
+                    &rows[first], weights_p, 1.0, n, out_op.n_out, batch_rows, &hits)
                 if isfinite(loss):
                     _deltas(&net, P, G, _ptr(scratch), ws, ws, 0, n, n)
                     _param_grads(&net, NULL, NULL, G, NULL, ws, ws, n, 0, 1, PARTS_ONLY)

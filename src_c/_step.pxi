@@ -260,17 +260,17 @@ cdef double _loss_and_backward(Net *net, const floating *P, floating *G, floatin
                                floating *ws, const floating *Xb, Py_ssize_t B,
                                const floating *Y, const Py_ssize_t *labels,
                                const Py_ssize_t *idx, const floating *weights,
-                               double *hits) noexcept nogil:
+                               double scale, double *hits) noexcept nogil:
     """Forward, fused loss + output delta, and backward for one batch on this thread alone
-    (the gradients entry; training runs _team_epoch); returns the mean (sample-weighted)
-    loss and adds the batch's hits (_losses.pxd D); backward is skipped when the loss is
-    not finite."""
+    (the gradients entry; training runs _team_epoch); returns the mean (sample-weighted,
+    each weight times ``scale``) loss and adds the batch's hits (_losses.pxd D); backward
+    is skipped when the loss is not finite."""
     cdef Op *last = &net.ops[net.n_ops - 1]
     cdef double loss
     _forward(net, P, T, ws, Xb, 0, B, NULL, B)
     loss = weighted_loss_backward(net.loss, last.act, ws + last.out,
                                   ws + last.z if last.z >= 0 else NULL, Y, labels, idx,
-                                  weights, B, last.n_out, B, hits) / B
+                                  weights, scale, B, last.n_out, B, hits) / B
     if isfinite(loss):
         _deltas(net, P, G, T, ws, Xb, 0, B, B)
         _param_grads(net, NULL, NULL, G, NULL, ws, Xb, B, 0, 1, PARTS_ONLY)

@@ -13,6 +13,8 @@
 #    is summed tile by tile in order, so the result does not depend on the team's size.
 #    Meetings per batch: after the deltas, after the step (two more around each BatchNorm
 #    forward and backward, and two for a step that needs the whole gradient at once).
+#    With tm.by_weights (scikit-learn's sample-weight rule) every thread sums the batch's
+#    weights itself, over all its rows in order, so all hold the same divisor.
 # C. Why one parallel region per call, not per batch: opening a region costs microseconds,
 #    a meeting well under one, and a step of the tiny benchmark network ~10 µs. BLAS must
 #    run single-threaded inside the team (the caller sets it): the team is the parallelism.
@@ -31,6 +33,7 @@ cdef struct Team:
     const double *rates
     Py_ssize_t row0, end, batch_size, n_features, y_cols
     long long first_step, training_step
+    bint by_weights       # a weighted batch's loss, gradient and L2 term over Σw, not rows
     double *telemetry     # n_dense x N_TEL for the call's last batch, or NULL
     double *tile_loss     # per tile of the batch: Σ w·loss over its rows
     double *tile_hits
@@ -46,22 +49,35 @@ cdef inline Py_ssize_t _team_slots(Net *net) noexcept nogil:
     return 2 * net.n_ops + 1
 
 
+cdef double _weight_scale(const floating *weights, const Py_ssize_t *idx, Py_ssize_t start,
+                          Py_ssize_t B) noexcept nogil:
+    """B / Σw over the batch's rows (summed in row order), the factor that turns the rows
+    rule's divisor B into scikit-learn's Σw; 0 for a batch whose weights are all 0 (it then
+    adds no loss or gradient, where scikit-learn would divide 0 by 0)."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    for i in range(B):
+        total += weights[idx[i]] if idx != NULL else weights[start + i]
+    return B / total if total > 0 else 0.0
+
+
 cdef double _tile_loss(Net *net, floating *ws, const floating *Y, Py_ssize_t y_cols,
                        const Py_ssize_t *labels, const Py_ssize_t *idx,
-                       const floating *weights, Py_ssize_t start, Py_ssize_t a,
-                       Py_ssize_t rows, Py_ssize_t B, double *hits) noexcept nogil:
+                       const floating *weights, double scale, Py_ssize_t start,
+                       Py_ssize_t a, Py_ssize_t rows, Py_ssize_t B,
+                       double *hits) noexcept nogil:
     """The fused loss and output delta of rows a:a+rows of the batch that starts at row
-    ``start`` (of ``order`` through idx, or of X); returns Σ w·loss over them."""
+    ``start`` (of ``order`` through idx, or of X); returns Σ scale·w·loss over them."""
     cdef Op *last = &net.ops[net.n_ops - 1]
     cdef floating *Z = ws + last.out + a * last.n_out
     cdef const floating *K = ws + last.z + a * last.n_out if last.z >= 0 else NULL
     if idx != NULL:
         return weighted_loss_backward(net.loss, last.act, Z, K, Y, labels, idx + a, weights,
-                                      rows, last.n_out, B, hits)
+                                      scale, rows, last.n_out, B, hits)
     return weighted_loss_backward(
         net.loss, last.act, Z, K, Y + (start + a) * y_cols if Y != NULL else NULL,
         labels + start + a if labels != NULL else NULL, NULL,
-        weights + start + a if weights != NULL else NULL, rows, last.n_out, B, hits)
+        weights + start + a if weights != NULL else NULL, scale, rows, last.n_out, B, hits)
 
 
 cdef void _bound_maxima(Net *net, const floating *G, floating *ws, const floating *Xb,
@@ -170,7 +186,7 @@ cdef void _team_epoch(Team *tm, floating *P, floating *G, floating *S, floating 
     cdef const Py_ssize_t *idx
     cdef const floating *Xb
     cdef double *mine = tm.maxima + t * slots
-    cdef double loss, hits, gather_max, g_max
+    cdef double loss, hits, gather_max, g_max, scale = 1.0
     cdef bint input_known, telemetry, whole, fused, last_batch
     while start < tm.end:
         B = min(tm.batch_size, tm.end - start)
@@ -193,12 +209,16 @@ cdef void _team_epoch(Team *tm, floating *P, floating *G, floating *S, floating 
         whole = transforms_gradients(&opt) or telemetry
         fused = not whole and _fusing_pays(net, B, input_known)
 
+        if tm.by_weights and weights != NULL:
+            scale = _weight_scale(weights, idx, start, B)
+            # the L2 term is over Σw too (none for a batch of weight 0: scale is 0)
+            opt.weight_decay = tm.opt.weight_decay * scale
         _forward(net, P, T, ws, Xb, r0, r1, NULL, B, t, n)
         for k in range(a, b):
             tm.tile_hits[k] = 0
-            tm.tile_loss[k] = _tile_loss(net, ws, Y, tm.y_cols, labels, idx, weights, start,
-                                         k * ROW_TILE, min(ROW_TILE, B - k * ROW_TILE), B,
-                                         &tm.tile_hits[k])
+            tm.tile_loss[k] = _tile_loss(net, ws, Y, tm.y_cols, labels, idx, weights, scale,
+                                         start, k * ROW_TILE, min(ROW_TILE, B - k * ROW_TILE),
+                                         B, &tm.tile_hits[k])
         _deltas(net, P, G, T, ws, Xb, r0, r1, B, t, n)
         if fused:
             _bound_maxima(net, G, ws, Xb, r0, r1, t, n,
@@ -296,7 +316,7 @@ cdef void _team_infer(Net *net, const floating *P, floating *T, floating *ws,
                     ws + last.z + row * n_out if last.z >= 0 else NULL,
                     Y + (start + row) * y_cols if Y != NULL else NULL,
                     labels + start + row if labels != NULL else NULL, NULL,
-                    weights + start + row if weights != NULL else NULL, rows, n_out, B,
+                    weights + start + row if weights != NULL else NULL, 1.0, rows, n_out, B,
                     &tile_hits[k])
             _sync(n)
             if t == 0:

@@ -85,16 +85,11 @@ def _assert_same_parameters(theirs, ours, atol=1e-10):
 
 # ---------------------------------------------------------------------- estimator checks
 def _expected_failed_checks(estimator):
-    failures = {}
-    if estimator.solver != "lbfgs":
-        failures["check_sample_weight_equivalence_on_dense_data"] = (
-            "mini-batch solvers: a repeated row changes the batches and the number of steps "
-            "per epoch, so repeating is not the same fit as weighting")
-    else:
-        failures["check_sample_weight_equivalence_on_dense_data"] = (
+    failures = {
+        "check_sample_weight_equivalence_on_dense_data": (
             "float32 (the default dtype): weighted and repeated rows round differently and "
-            "L-BFGS ends ~1e-4 apart, over the check's rtol 1e-7; in float64 they agree "
-            "(test_sample_weight_equals_repeating_rows_with_lbfgs)")
+            "the fits end ~1e-4 apart, over the check's rtol 1e-7; in float64 the check "
+            "passes (tests/test_sklearn_sample_weight.py)")}
     if estimator.solver == "lbfgs" and isinstance(estimator, MLPClassifier):
         failures["check_classifiers_multilabel_output_format_predict_proba"] = (
             "float32 (the default dtype): L-BFGS fits the check's data hard and sigmoid(z) "
@@ -461,7 +456,7 @@ def test_early_stopping_split_is_stratified_for_single_label(monkeypatch):
         calls.append(kwargs.get("stratify"))
         return train_test_split(*arrays, **kwargs)
 
-    monkeypatch.setattr(fbsk, "train_test_split", spy)
+    monkeypatch.setattr(fbsk._stochastic, "train_test_split", spy)
     for problem in ("multiclass", "multilabel"):
         _, X, y = PROBLEMS[problem]
         with warnings.catch_warnings():

@@ -105,13 +105,15 @@ def test_every_optimizer_steps_alike_at_every_team_size(optimizer):
     assert_same(results, 1e-12)
 
 
-def test_weighted_rows_and_validation_alike_at_every_team_size():
+@pytest.mark.parametrize("reduction", ["rows", "weights"])
+def test_weighted_rows_and_validation_alike_at_every_team_size(reduction):
     X, y = problem(20, seed=5)
     weights = np.random.default_rng(2).uniform(0, 3, 37)
     results = []
     for team in TEAMS:
         model, history = trained("layernorm", "float64", team, 9, sample_weight=weights,
-                                 validation_data=(X, y))
+                                 validation_data=(X, y), sample_weight_reduction=reduction,
+                                 optimizer=fb.Adam(lr=0.01, weight_decay=0.05))
         results.append((model.parameters.copy(), np.asarray(history.loss),
                         np.asarray(history.val_loss), np.asarray(history.val_accuracy)))
     assert_same(results, 1e-12)
