@@ -159,6 +159,23 @@ def case_checkpoint_max_time(path):
     compare("after max_time", mine, mine)
 
 
+def case_ctrl_c_on_one_rank():
+    """Ctrl-C reaching rank 0 only (a SIGINT it sends itself after epoch 1) stops every
+    rank after that epoch, each returning the same History."""
+    import os
+    import signal
+
+    class Interrupt(cb.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if rank == 0 and epoch == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+    X, y = data()
+    lo, hi = shard_bounds(len(X))
+    history = model().fit(X[lo:hi], y[lo:hi], comm=comm, epochs=50, callbacks=[Interrupt()])
+    assert history.stop_reason == "interrupted", history.stop_reason
+    assert comm.allgather(history.epochs) == [1] * size
+
+
 def expect_error(call, *fragments):
     """Every rank must raise DistributedError (or, for a local check, its error) naming
     all fragments; prints EXPECTED on success."""

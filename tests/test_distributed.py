@@ -83,6 +83,10 @@ def test_checkpoint_and_max_time(tmp_path):
     run_case("checkpoint_max_time", 2, str(tmp_path / "model.npz"), cwd=tmp_path)
 
 
+def test_ctrl_c_on_one_rank_stops_every_rank(tmp_path):
+    run_case("ctrl_c_on_one_rank", 2, cwd=tmp_path)
+
+
 @pytest.mark.parametrize("case, fragments", [
     ("bad_features", ["rank 1 of 3 raised ValueError", "5 features"]),
     ("no_rows", ["rank 2 of 3 raised ValueError", "0 samples"]),
