@@ -18,10 +18,28 @@ class _Objective:
     """fastbp's loss for a problem and its scale against scikit-learn's (module note C).
 
     ``grad_scale`` (c): fastbp's data gradient over scikit-learn's; ``report_scale``:
-    scikit-learn's reported loss over fastbp's."""
+    scikit-learn's reported loss over fastbp's; ``constant(Y, w)``: what scikit-learn's
+    reported loss adds on a batch of targets Y (weights w or None), beyond report_scale
+    times fastbp's (None: nothing)."""
 
-    def __init__(self, loss, grad_scale, report_scale):
+    def __init__(self, loss, grad_scale, report_scale, constant=None):
         self.loss, self.grad_scale, self.report_scale = loss, grad_scale, report_scale
+        self.constant = constant
+
+    def offset(self, Y, sample_weight, batch_size):
+        """The constant's share of an epoch's reported loss: scikit-learn averages the
+        batches' losses weighted by their rows. Over the rows in order: exact without
+        weights or with shuffle=False, an estimate of the shuffled epochs' otherwise."""
+        if self.constant is None:
+            return 0.0
+        total = 0.0
+        for start in range(0, Y.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            weights = None if sample_weight is None else sample_weight[rows]
+            if weights is None or np.sum(weights) > 0:
+                total += (min(batch_size, Y.shape[0] - start)
+                          * self.constant(Y[rows], weights))
+        return total / Y.shape[0]
 
 
 class _BaseMLP(_WeightAttributes, _ParameterChecks, _StochasticSolver, _LbfgsSolver,

@@ -52,4 +52,6 @@ class _LbfgsSolver:
         norm2 = self._weight_norm2()
         data_loss = c * float(result.fun) - 0.5 * weight_decay * norm2
         self.loss_ = (self._objective.report_scale * data_loss
-                      + 0.5 * float(self.alpha) * norm2 / n_samples)
+                      + 0.5 * float(self.alpha) * norm2 / n_samples
+                      + self._objective.offset(np.asarray(targets.fastbp, dtype=np.float64),
+                                               sample_weight, X.shape[0]))

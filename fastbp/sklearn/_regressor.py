@@ -1,6 +1,7 @@
-"""``MLPRegressor``: an identity output and fastbp's regression losses on top of the
-shared base."""
+"""``MLPRegressor``: an identity output (exp for 'poisson') and fastbp's regression losses
+on top of the shared base."""
 import numpy as np
+from scipy.special import xlogy
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils import column_or_1d
@@ -9,6 +10,12 @@ from sklearn.utils.metaestimators import available_if
 from ..losses import CLASSIFICATION, Loss, loss_code
 from ._base import _BaseMLP, _Objective, _Targets
 from ._params import _FLOAT32_RANGE, _NONFINITE, _REGRESSION_ALIASES, _validate_data
+
+
+def _poisson_constant(Y, sample_weight):
+    """Σ over outputs of the (weighted) mean of y·log y − y: the part of scikit-learn's
+    half Poisson deviance that does not depend on the prediction."""
+    return float(np.sum(np.average(xlogy(Y, Y) - Y, weights=sample_weight, axis=0)))
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -21,10 +28,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Parameters
     ----------
     loss : str, default='mse'
-        'mse' (also 'squared_error') is scikit-learn's half squared error: ``loss_`` and the
-        gradients are scikit-learn's. Extra: any other regression loss of fastbp (e.g.
-        'huber', 'mae' where fastbp has them) is used as fastbp defines it. scikit-learn's
-        'poisson' is not available.
+        'mse' (also 'squared_error') is scikit-learn's half squared error, and 'poisson'
+        its half Poisson deviance with an exp output (``predict`` returns the rate; targets
+        must be >= 0): ``loss_`` and the gradients are scikit-learn's (the training
+        constant Σ mean(y·log y − y) that scikit-learn's ``loss_`` includes is added to
+        it; with sample weights and shuffling, from the unshuffled batches). Extra: any
+        other regression loss of fastbp (e.g. 'huber', 'mae') is used as fastbp defines
+        it.
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start,
     momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2,
@@ -80,10 +90,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         loss = self._fastbp_loss()
         if loss == "mse":
             return _Objective("mse", 2.0 / n_outputs, 0.5)
+        if loss == "poisson":
+            # scikit-learn: Σ over outputs of the mean of exp(z) − y·z + (y·log y − y);
+            # fastbp: the mean over outputs of exp(z) − y·z.
+            return _Objective("poisson", 1.0 / n_outputs, float(n_outputs), _poisson_constant)
         return _Objective(loss, 1.0, 1.0)
 
     def _output_activation(self):
-        return "identity"
+        return "exp" if self._fastbp_loss() == "poisson" else "identity"
 
     def _validate_input(self, X, y, sample_weight, incremental, reset):
         self._fastbp_loss()

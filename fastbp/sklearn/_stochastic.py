@@ -30,6 +30,7 @@ class _EpochRules(Callback):
             sums = np.add.reduceat(np.asarray(sample_weight, dtype=np.float64), starts)
             rows = np.diff(np.append(starts, n_samples))
             self.decay_factor = float(np.sum(rows[sums > 0] / sums[sums > 0]))
+        self.loss_offset = 0.0  # _Objective.offset, set by the solver
         self.stopped = self.hit_max_iter = False
 
     def on_train_begin(self, logs):
@@ -46,7 +47,8 @@ class _EpochRules(Callback):
         self.weight_norm2 = norm2
         est.n_iter_ += 1
         est.t_ += self.n_samples
-        est.loss_ = float(est._objective.report_scale * logs["loss"] + penalty)
+        est.loss_ = float(est._objective.report_scale * logs["loss"] + penalty
+                          + self.loss_offset)
         est.loss_curve_.append(est.loss_)
         if est.verbose:
             print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
@@ -110,6 +112,8 @@ class _StochasticSolver:
         optimizer = self._optimizer_for(incremental, batch_size, n_samples)
         rules = _EpochRules(self, n_samples, batch_size, validation, incremental,
                             sample_weight_train)
+        rules.loss_offset = self._objective.offset(
+            np.asarray(train.fastbp, dtype=np.float64), sample_weight_train, batch_size)
         extra = {}
         if sample_weight_train is not None:  # scikit-learn divides each batch by its Σw
             extra = dict(sample_weight=sample_weight_train, sample_weight_reduction="weights")
