@@ -128,11 +128,17 @@ def main(argv=None):
     results = []
     for config in args.configs:
         single = one_process(config, args.repeats)
-        output = subprocess.run(
+        # Run from this file's folder: from a source checkout's root, ``python -m fastbp``
+        # would import the uncompiled sources there instead of the installed package.
+        run = subprocess.run(
             [mpiexec, "-n", str(args.ranks), sys.executable, "-m", "fastbp.benchmarks.distributed",
              "--worker", config, "--repeats", str(args.repeats)],
-            capture_output=True, text=True, env=env, timeout=1800, check=True).stdout
-        result = json.loads(output.strip().splitlines()[-1])
+            capture_output=True, text=True, env=env, timeout=1800,
+            cwd=os.path.dirname(os.path.abspath(__file__)))
+        if run.returncode != 0:
+            raise RuntimeError(f"mpiexec -n {args.ranks} failed (exit {run.returncode}):\n"
+                               f"{run.stderr[-4000:]}")
+        result = json.loads(run.stdout.strip().splitlines()[-1])
         result["one_process"] = single
         result["speedup"] = single / result["epoch"]
         results.append(result)
