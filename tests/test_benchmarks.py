@@ -160,3 +160,18 @@ def test_scaling_table_gives_speed_up_and_efficiency_against_one_thread():
         "| small | roofline | 80.0 | 50.0 (1.60×, 80%) | – |"]
     assert scaling_table([r for r in records if r["threads"] != 1]) == ""
     assert scaling_table([r for r in records if r["threads"] == 1]) == ""
+
+
+def test_fit_threads_cell_reports_fit_and_predict_times(capsys):
+    from fastbp.benchmarks import fit_threads
+    fit_threads.main(["--cell", "tiny", "2"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["fit"] > 0 and result["predict"] > 0
+
+
+def test_bandwidth_prints_the_step_floor(capsys):
+    from fastbp.benchmarks import bandwidth
+    bandwidth.main(["--sizes", "20", "16", "3"])
+    out = capsys.readouterr().out
+    assert "387 parameters; an SGD-momentum step moves 0.0 MB" in out  # 20·16+16+16·3+3
+    assert re.search(r"floor: \d+ us per step", out)
