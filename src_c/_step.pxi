@@ -65,7 +65,8 @@ cdef inline bint _by_columns(int n, Py_ssize_t B, Py_ssize_t k, Py_ssize_t cols,
     D): BLAS runs it (as mm_nn, or mm_nt with ``nt``) and its k x cols operand is bigger
     than the B x k one that each thread then packs whole (OpenBLAS packs the operands of
     every call: split by rows, the threads of the medium network's team spent 15% of the
-    epoch in sgemm_itcopy, packing W twice over; perf, 2 threads)."""
+    epoch in sgemm_itcopy, packing W twice over; perf, 2 threads). Measured on 2 cores:
+    2-thread epochs 36.1 -> 32.4 ms (small), 156 -> 145 (medium), 540 -> 524 (large)."""
     if n < 2 or B >= cols:
         return False
     return nt_by_blas(<int> B, <int> k, <int> cols) if nt else nn_by_blas(<int> B, <int> k,
