@@ -14,6 +14,7 @@ import numpy as np
 
 from ._native import core as _core
 from .losses import Loss
+from .sparse import check_sparse_X, is_sparse
 
 _EMPTY_LABELS = np.zeros(0, dtype=np.intp)
 
@@ -51,7 +52,10 @@ def check_finite(array, name):
 
 
 def check_X(X, n_features, dtype, name="X"):
-    """Return X as a finite, C-contiguous (n_samples, n_features) array of ``dtype``."""
+    """Return X as a finite, C-contiguous (n_samples, n_features) array of ``dtype``, or a
+    scipy.sparse X as :class:`fastbp.sparse.SparseRows` (never densified)."""
+    if is_sparse(X):
+        return check_sparse_X(X, n_features, dtype, name)
     array = as_array(X, name)
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}")

@@ -32,6 +32,7 @@ from ._collective import DistributedError, TogetherCallbacks, raise_together, ru
 from ._native import core as _core
 from .callbacks import check_callbacks
 from .data import check_positive_int, check_real
+from .sparse import is_sparse
 from .losses import CLASSIFICATION, Loss
 from .progress import check_verbose
 from .threads import blas_threads
@@ -115,6 +116,9 @@ def _check_local(model, X, y, epochs, batch_size, optimizer, verbose, threads,
             "rows. Use LayerNorm (per-row statistics), or train on one process")
     callbacks = check_callbacks(callbacks, reported_figures(
         len(model._plan.dense_ops), model._loss in CLASSIFICATION, validation_data is not None))
+    if is_sparse(X):
+        raise TypeError("X is sparse: a distributed fit (comm=) takes dense shards only; "
+                        "pass X.toarray(), or train sparse input on one process")
     X, Y, labels = model._check_Xy(X, y)
     weights = model._sample_weights(X.shape[0], labels, sample_weight, class_weight)
     validation = (None if validation_data is None

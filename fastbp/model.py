@@ -17,7 +17,8 @@ from .layers import Activation, Dense, Dropout, Residual
 from .normalization import BatchNorm, LayerNorm
 from .losses import CLASSIFICATION, Loss, check_output_activation, loss_code
 from .optimizers import SGD, Optimizer
-from .plan import Plan
+from .plan import KIND, OpKind, Plan
+from .sparse import SparseRows
 from .progress import check_verbose
 from .threads import blas_count, blas_threads, check_threads, for_fit, team
 from .callbacks import check_callbacks
@@ -326,8 +327,15 @@ class Sequential:
                 layer.bias[...] = 0
 
     # ------------------------------------------------------------------ inputs
-    def _check_X(self, X):
-        return check_X(X, self.n_features, self.dtype)
+    def _check_X(self, X, name="X"):
+        X = check_X(X, self.n_features, self.dtype, name)
+        if isinstance(X, SparseRows) and self._plan.table[0, KIND] != OpKind.DENSE:
+            raise ValueError(f"{name} is sparse, and sparse input needs a Dense first layer "
+                             "(it reads X's rows where they are, and a Dropout, norm or "
+                             f"Residual would need them dense); this model starts with "
+                             f"{type(self._specs[0]).__name__}. Pass {name}.toarray(), or "
+                             "start the model with a Dense layer")
+        return X
 
     def _check_Xy(self, X, y):
         X = self._check_X(X)
@@ -376,8 +384,9 @@ class Sequential:
         """
         X = self._check_X(X)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        rows = self._plan.predict_rows(X.shape[0])
-        self._plan.ensure_capacity(rows)
+        sparse = isinstance(X, SparseRows)
+        rows = self._plan.predict_rows(X.shape[0], sparse)
+        self._plan.ensure_capacity(rows, sparse)
         with self._team(threads, rows) as size:
             _core.forward(self._plan, X, out, True, n_threads=size)
         return out
@@ -403,14 +412,15 @@ class Sequential:
         """
         X, Y, labels = self._check_Xy(X, y)
         weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
-        rows = self._plan.predict_rows(X.shape[0])
+        rows = self._plan.predict_rows(X.shape[0], isinstance(X, SparseRows))
         with self._team(threads, rows) as size:
             return self._evaluate_checked(X, Y, labels, weights, size)
 
     def _evaluate_checked(self, X, Y, labels, weights=None, n_threads=1):
         """evaluate() on inputs already checked, on a team of ``n_threads`` (BLAS at one
         thread where that is more than one)."""
-        self._plan.ensure_capacity(self._plan.predict_rows(X.shape[0]))
+        sparse = isinstance(X, SparseRows)
+        self._plan.ensure_capacity(self._plan.predict_rows(X.shape[0], sparse), sparse)
         loss, hits = _core.evaluate(self._plan, X, Y, labels, sample_weight=weights,
                                     n_threads=n_threads)
         result = {"loss": float(loss)}
@@ -472,7 +482,7 @@ class Sequential:
         check_threads(threads)
         weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
         plan = self._plan
-        plan.ensure_capacity(X.shape[0])
+        plan.ensure_capacity(X.shape[0], isinstance(X, SparseRows))
         threads = check_threads(self.threads if threads is None else threads)
         with blas_threads(blas_count(threads, plan.largest_gemm_flops(X.shape[0]))):
             loss = _core.gradients(plan, X, Y, labels, weight_decay, sample_weight=weights,
@@ -499,7 +509,7 @@ class Sequential:
         weights = self._sample_weights(X.shape[0], labels, sample_weight, None)
         optimizer = self._use_optimizer(optimizer)
         plan = self._plan
-        plan.ensure_capacity(X.shape[0])
+        plan.ensure_capacity(X.shape[0], isinstance(X, SparseRows))
         with self._team(threads, X.shape[0]) as size:
             status, loss_sum, n_batches, _ = _core.train_epoch(
                 plan, X, Y, labels, np.zeros(0, dtype=np.intp), X.shape[0], optimizer,
@@ -624,7 +634,7 @@ class Sequential:
             raise ValueError(
                 f"batch_size={batch_size} on {X.shape[0]} rows leaves a batch of 1 row, and "
                 "BatchNorm needs at least 2 rows per training batch; choose another batch_size")
-        self._plan.ensure_capacity(batch_size)
+        self._plan.ensure_capacity(batch_size, isinstance(X, SparseRows))
         threads = check_threads(self.threads if threads is None else threads)
         with for_fit(threads, self._plan.largest_gemm_flops(batch_size)) as (size, tuner):
             trainer = Trainer(self, X, Y, labels, weights, batch_size, optimizer,
@@ -647,7 +657,7 @@ class Sequential:
     def _check_validation_data(self, validation_data):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (X_val, y_val)")
-        X = check_X(validation_data[0], self.n_features, self.dtype, name="validation_data[0]")
+        X = self._check_X(validation_data[0], name="validation_data[0]")
         Y, labels = check_targets(validation_data[1], X.shape[0], self.n_outputs, self._loss,
                                   self.dtype, name="validation_data[1]")
         return X, Y, labels

@@ -91,6 +91,8 @@ class Plan:
         self.loss_code = int(loss_code)
         self._build(specs)
         self.row_length = _core.workspace_row_length(self.table, self.reals)
+        # sparse input is read where it lies: no gathered batch block (fastbp.sparse)
+        self.sparse_row_length = _core.workspace_row_length(self.table, self.reals, sparse=True)
         self.params = np.zeros(self.n_params, dtype=self.dtype)
         self.grads = np.zeros(self.n_params, dtype=self.dtype)
         self.state = np.zeros(0, dtype=self.dtype)
@@ -207,8 +209,12 @@ class Plan:
 
     @property
     def capacity(self):
-        """Rows the current workspace holds."""
-        return self.workspace.shape[0] // self.row_length
+        """Rows the current workspace holds (dense input)."""
+        return self.capacity_for(False)
+
+    def capacity_for(self, sparse):
+        """Rows the current workspace holds for dense or sparse input."""
+        return self.workspace.shape[0] // (self.sparse_row_length if sparse else self.row_length)
 
     def largest_gemm_flops(self, rows):
         """Floating-point operations of the step's largest GEMM on ``rows`` rows."""
@@ -218,14 +224,17 @@ class Plan:
     def workspace_bytes(self, rows):
         return (rows * self.row_length + self.scratch.shape[0]) * self.dtype.itemsize
 
-    def ensure_capacity(self, rows):
-        """Grow (never shrink) the workspace to hold ``rows`` sample rows."""
-        if self.capacity < rows:
-            self.workspace = np.zeros(rows * self.row_length, dtype=self.dtype)
+    def ensure_capacity(self, rows, sparse=False):
+        """Grow (never shrink) the workspace to hold ``rows`` sample rows of dense input, or
+        of ``sparse`` input."""
+        if self.capacity_for(sparse) < rows:
+            length = self.sparse_row_length if sparse else self.row_length
+            self.workspace = np.zeros(rows * length, dtype=self.dtype)
 
-    def predict_rows(self, n_rows):
-        """Chunk size for forward passes over ``n_rows`` rows."""
-        return min(n_rows, max(self.capacity, PREDICT_WORKSPACE_ELEMENTS // self.row_length, 1))
+    def predict_rows(self, n_rows, sparse=False):
+        """Chunk size for forward passes over ``n_rows`` rows (dense or ``sparse``)."""
+        length = self.sparse_row_length if sparse else self.row_length
+        return min(n_rows, max(self.capacity_for(sparse), PREDICT_WORKSPACE_ELEMENTS // length, 1))
 
     def reset_state(self, optimizer):
         """Fresh optimizer state (and step and epoch counts) for ``optimizer``."""

@@ -19,7 +19,7 @@ from cython.parallel cimport prange, parallel
 from libc.math cimport isfinite, sqrt, NAN, INFINITY
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from _blas cimport (mm_nn, mm_nt, mm_tn, blas_nn, blas_nt, blas_tn, nn_by_blas, nt_by_blas,
                    SMALL_GEMM_MACS as _SMALL_GEMM_MACS, FASTBP_SMALL_GEMM,
@@ -34,7 +34,7 @@ from _optim cimport (OptimizerStep, Bounds, apply_update, apply_rule, transform_
                      transforms_gradients, update_norm, l2_norm, measure_bounds,
                      max_magnitude, n_slots, rule_range, bounded,
                      OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_ADAGRAD)
-from _ops cimport (Op, Net, at, LOC_BATCH, OP_DENSE, OP_DROPOUT, OP_ACTIVATION, OP_BATCHNORM,
+from _ops cimport (Op, Net, SparseInput, at, LOC_BATCH, OP_DENSE, OP_DROPOUT, OP_ACTIVATION, OP_BATCHNORM,
                    OP_LAYERNORM, OP_RESIDUAL_BEGIN, OP_RESIDUAL_ADD)
 from _gather cimport gather, prefetch_rows, prefetch_range, GATHER_MAX_ROW_LENGTH
 from _op_dense cimport (dense_forward, dense_backward, dense_param_grads, colsum, dense_delta,
@@ -46,6 +46,8 @@ from _op_batchnorm cimport (batchnorm_forward_train, batchnorm_forward_infer,
                             batchnorm_prepare_inference, batchnorm_backward,
                             batchnorm_update_running)
 from _op_layernorm cimport layernorm_forward, layernorm_backward, layernorm_param_grads
+from _op_sparse cimport (sparse_dense_forward, sparse_weight_grads, sparse_max_magnitude,
+                         sparse_row)
 from _op_residual cimport (residual_add_forward, residual_add_backward,
                            residual_begin_backward)
 from libc.float cimport FLT_MAX, DBL_MAX
@@ -107,7 +109,7 @@ cdef _check_buffers(Net *net, Py_ssize_t n_grads, Py_ssize_t n_stats):
         raise ValueError("plan buffers have inconsistent lengths")
 
 
-def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
+def train_epoch(plan, X, const floating[:, ::1] Y,
                 const Py_ssize_t[::1] labels, const Py_ssize_t[::1] order,
                 Py_ssize_t batch_size, optimizer, const double[::1] rates,
                 long long first_step, Py_ssize_t row0=0, Py_ssize_t row1=-1,
@@ -116,7 +118,8 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
                 bint by_weight_sum=False, double loss_sum=0, double hits=0):
     """Run the mini-batches of rows row0:row1 (row1 = -1: to the end) of one pass over
     ``order`` (rows of X; empty = rows in order), in batches starting at row0: a whole epoch
-    in one call, or in chunks whose bounds are multiples of batch_size.
+    in one call, or in chunks whose bounds are multiples of batch_size. X is a C-contiguous
+    array or a scipy CSR matrix (_bind_input; the first op must then be Dense).
 
     ``optimizer`` is a fastbp optimizer (its settings are read once); batch k uses learning
     rate ``rates[k]`` and is update number ``first_step + k + 1`` (Adam's bias correction).
@@ -146,12 +149,13 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     whose loss or update is non-finite is not applied: training stops there with the
     parameters, running statistics and optimizer state of the batch before.
     """
-    cdef Py_ssize_t n_rows = order.shape[0] if order.shape[0] > 0 else X.shape[0]
-    cdef Py_ssize_t end, r, n_state, tiles
+    cdef Py_ssize_t end, r, n_state, tiles, n_rows
+    cdef Py_ssize_t shape[2]
     cdef const Py_ssize_t *order_p = _iptr(order)
     cdef const floating *weights_p = NULL
     cdef OptimizerStep opt
     cdef Team team
+    cdef SparseInput sparse
     cdef floating[::1] params = plan.params, grads = plan.grads, state = plan.state
     cdef floating[::1] stats = plan.stats, scratch = plan.scratch, workspace = plan.workspace
     cdef floating *P = _ptr(params)
@@ -160,7 +164,9 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef floating *R = _ptr(stats)
     cdef floating *T = _ptr(scratch)
     cdef floating *ws = _ptr(workspace)
-    cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0])
+    cdef const floating *X0 = _bind_input(X, P, &sparse, shape)
+    cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0], &sparse)
+    n_rows = order.shape[0] if order.shape[0] > 0 else shape[0]
     team.tile_loss = team.maxima = NULL
     try:
         _check_buffers(&net, grads.shape[0], stats.shape[0])
@@ -179,23 +185,23 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             raise ValueError("first_step and training_step must be >= 0")
         if n_threads < 1:
             raise ValueError("n_threads must be >= 1")
-        if sample_weight is not None and sample_weight.shape[0] != X.shape[0]:
+        if sample_weight is not None and sample_weight.shape[0] != shape[0]:
             raise ValueError("sample_weight has %d entries, X has %d rows"
-                             % (sample_weight.shape[0], X.shape[0]))
-        if sample_weight is not None and X.shape[0] > 0:
+                             % (sample_weight.shape[0], shape[0]))
+        if sample_weight is not None and shape[0] > 0:
             weights_p = &sample_weight[0]
         if telemetry is not None and (telemetry.shape[0] != _n_dense(&net)
                                       or telemetry.shape[1] != N_TEL):
             raise ValueError("telemetry must have shape (%d, %d)" % (_n_dense(&net), N_TEL))
-        _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
+        _check_batch_args(&net, shape[0], shape[1], Y.shape[0], Y.shape[1],
                           labels.shape[0], min(batch_size, end - row0))
         _check_training_rows(&net, min(batch_size, end - row0))
         if (end - row0) % batch_size != 0:
             _check_training_rows(&net, (end - row0) % batch_size)
         if order.shape[0] > 0:
             for r in range(row0, end):
-                if order[r] < 0 or order[r] >= X.shape[0]:
-                    raise ValueError("order holds row %d, X has %d rows" % (order[r], X.shape[0]))
+                if order[r] < 0 or order[r] >= shape[0]:
+                    raise ValueError("order holds row %d, X has %d rows" % (order[r], shape[0]))
         tiles = (min(batch_size, end - row0) + ROW_TILE - 1) // ROW_TILE
         team.tile_loss = <double *> malloc(2 * tiles * sizeof(double))
         team.maxima = <double *> malloc(n_threads * _team_slots(&net) * sizeof(double))
@@ -204,7 +210,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
         team.tile_hits = team.tile_loss + tiles
         team.net, team.opt, team.rates = &net, &opt, &rates[0]
         team.row0, team.end, team.batch_size = row0, end, batch_size
-        team.n_features, team.y_cols = X.shape[1], Y.shape[1]
+        team.n_features, team.y_cols = shape[1], Y.shape[1]
         team.first_step, team.training_step = first_step, training_step
         team.by_weights = by_weight_sum
         team.telemetry = &telemetry[0, 0] if telemetry is not None else NULL
@@ -213,7 +219,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
             measure_bounds(P, S, params.shape[0], n_slots(&opt), &team.bounds)
             _set_mode(&net, True, training_step)
             with parallel(num_threads=n_threads):
-                _team_epoch(&team, P, G, S, R, T, ws, &X[0, 0], _cptr2(Y), _iptr(labels),
+                _team_epoch(&team, P, G, S, R, T, ws, X0, _cptr2(Y), _iptr(labels),
                             order_p, weights_p)
     finally:
         free(net.ops)
@@ -222,7 +228,7 @@ def train_epoch(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     return team.status, team.loss_sum, team.n_batches, team.hits
 
 
-def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
+def gradients(plan, X, const floating[:, ::1] Y,
               const Py_ssize_t[::1] labels, double weight_decay,
               const floating[::1] sample_weight=None, long long dropout_step=-1,
               bint by_weight_sum=False):
@@ -241,24 +247,27 @@ def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef floating[::1] scratch = plan.scratch, workspace = plan.workspace
     cdef floating *P = _ptr(params)
     cdef floating *G = _ptr(grads)
-    cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0])
+    cdef Py_ssize_t shape[2]
+    cdef SparseInput sparse
+    cdef const floating *X0 = _bind_input(X, P, &sparse, shape)
+    cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0], &sparse)
     try:
         _check_buffers(&net, grads.shape[0], stats.shape[0])
-        _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
-                          labels.shape[0], X.shape[0])
-        _check_training_rows(&net, X.shape[0])
+        _check_batch_args(&net, shape[0], shape[1], Y.shape[0], Y.shape[1],
+                          labels.shape[0], shape[0])
+        _check_training_rows(&net, shape[0])
         if sample_weight is not None:
-            if sample_weight.shape[0] != X.shape[0]:
+            if sample_weight.shape[0] != shape[0]:
                 raise ValueError("sample_weight has %d entries, X has %d rows"
-                                 % (sample_weight.shape[0], X.shape[0]))
+                                 % (sample_weight.shape[0], shape[0]))
             weights_p = &sample_weight[0]
             if by_weight_sum:
-                scale = _weight_scale(weights_p, NULL, 0, X.shape[0])
+                scale = _weight_scale(weights_p, NULL, 0, shape[0])
                 wd = <floating> (weight_decay * scale)
         _set_mode(&net, True, dropout_step)
         with nogil:
-            loss = _loss_and_backward(&net, P, G, _ptr(scratch), _ptr(workspace), &X[0, 0],
-                                      X.shape[0], _cptr2(Y), _iptr(labels), NULL, weights_p,
+            loss = _loss_and_backward(&net, P, G, _ptr(scratch), _ptr(workspace), X0,
+                                      shape[0], _cptr2(Y), _iptr(labels), NULL, weights_p,
                                       scale, &hits)
             if wd != 0:
                 for i in range(net.n_weights):
@@ -269,7 +278,7 @@ def gradients(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     return loss + 0.5 * weight_decay * scale * penalty
 
 
-def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_output,
+def forward(plan, X, floating[:, ::1] out, bint apply_output,
             int n_threads=1):
     """Write the network's output for every row of X into ``out`` (n_rows x n_outputs), in
     chunks of the workspace capacity, on a team of n_threads (BLAS at one thread where
@@ -282,29 +291,32 @@ def forward(plan, const floating[:, ::1] X, floating[:, ::1] out, bint apply_out
     cdef floating *R = _ptr(stats)
     cdef floating *T = _ptr(scratch)
     cdef floating *ws = _ptr(workspace)
-    cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0])
+    cdef Py_ssize_t shape[2]
+    cdef SparseInput sparse
+    cdef const floating *X0 = _bind_input(X, P, &sparse, shape)
+    cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0], &sparse)
     try:
         _check_buffers(&net, params.shape[0], stats.shape[0])
         n_out = net.ops[net.n_ops - 1].n_out
-        if X.shape[1] != net.ops[0].n_in:
-            raise ValueError("X has %d features, the model expects %d" % (X.shape[1], net.ops[0].n_in))
-        if out.shape[0] != X.shape[0] or out.shape[1] != n_out:
-            raise ValueError("out must have shape (%d, %d)" % (X.shape[0], n_out))
+        if shape[1] != net.ops[0].n_in:
+            raise ValueError("X has %d features, the model expects %d" % (shape[1], net.ops[0].n_in))
+        if out.shape[0] != shape[0] or out.shape[1] != n_out:
+            raise ValueError("out must have shape (%d, %d)" % (shape[0], n_out))
         if n_threads < 1:
             raise ValueError("n_threads must be >= 1")
-        _check_batch_args(&net, 0, X.shape[1], 0, n_out, 0, min(net.capacity, max(X.shape[0], 1)))
-        if X.shape[0] == 0:
+        _check_batch_args(&net, 0, shape[1], 0, n_out, 0, min(net.capacity, max(shape[0], 1)))
+        if shape[0] == 0:
             return
         with nogil:
             _prepare_inference(&net, P, R, T)
             with parallel(num_threads=n_threads):
-                _team_infer(&net, P, T, ws, &X[0, 0], X.shape[0], &out[0, 0], apply_output,
+                _team_infer(&net, P, T, ws, X0, shape[0], &out[0, 0], apply_output,
                             NULL, 0, NULL, NULL, NULL, NULL, NULL)
     finally:
         free(net.ops)
 
 
-def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
+def evaluate(plan, X, const floating[:, ::1] Y,
              const Py_ssize_t[::1] labels, const floating[::1] sample_weight=None,
              int n_threads=1):
     """Loss and hits (_losses.pxd D) over all rows of X, in chunks of the workspace capacity,
@@ -322,21 +334,24 @@ def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
     cdef floating *R = _ptr(stats)
     cdef floating *T = _ptr(scratch)
     cdef floating *ws = _ptr(workspace)
-    cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0])
+    cdef Py_ssize_t shape[2]
+    cdef SparseInput sparse
+    cdef const floating *X0 = _bind_input(X, P, &sparse, shape)
+    cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0], &sparse)
     try:
         _check_buffers(&net, params.shape[0], stats.shape[0])
-        if X.shape[0] == 0:
+        if shape[0] == 0:
             raise ValueError("no rows to evaluate")
         if n_threads < 1:
             raise ValueError("n_threads must be >= 1")
         if sample_weight is not None:
-            if sample_weight.shape[0] != X.shape[0]:
+            if sample_weight.shape[0] != shape[0]:
                 raise ValueError("sample_weight has %d entries, X has %d rows"
-                                 % (sample_weight.shape[0], X.shape[0]))
+                                 % (sample_weight.shape[0], shape[0]))
             weights_p = &sample_weight[0]
-        _check_batch_args(&net, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
-                          labels.shape[0], min(net.capacity, X.shape[0]))
-        tiles = (min(net.capacity, X.shape[0]) + ROW_TILE - 1) // ROW_TILE
+        _check_batch_args(&net, shape[0], shape[1], Y.shape[0], Y.shape[1],
+                          labels.shape[0], min(net.capacity, shape[0]))
+        tiles = (min(net.capacity, shape[0]) + ROW_TILE - 1) // ROW_TILE
         tile_loss = <double *> malloc(2 * tiles * sizeof(double))
         if tile_loss == NULL:
             raise MemoryError()
@@ -344,13 +359,13 @@ def evaluate(plan, const floating[:, ::1] X, const floating[:, ::1] Y,
         with nogil:
             _prepare_inference(&net, P, R, T)
             with parallel(num_threads=n_threads):
-                _team_infer(&net, P, T, ws, &X[0, 0], X.shape[0], NULL, False, _cptr2(Y),
+                _team_infer(&net, P, T, ws, X0, shape[0], NULL, False, _cptr2(Y),
                             Y.shape[1], _iptr(labels), weights_p, tile_loss,
                             tile_loss + tiles, total)
     finally:
         free(net.ops)
         free(tile_loss)
-    return total[0] / X.shape[0], total[1]
+    return total[0] / shape[0], total[1]
 
 
 def gemm_roofline(plan, const floating[:, ::1] X, Py_ssize_t batch_size):

@@ -13,13 +13,13 @@ cdef inline bint _has_params(const Op *op) noexcept nogil:
     return op.p0 >= 0
 
 
-cdef Py_ssize_t _layout(Net *net, Py_ssize_t cap) noexcept nogil:
+cdef Py_ssize_t _layout(Net *net, Py_ssize_t cap, bint batch_block=True) noexcept nogil:
     """Workspace offsets for a capacity of ``cap`` rows (A, B); returns the total size.
-    Outputs first, then deltas (the last Dense's delta is its output), then kept
+    The gathered batch first (not for sparse input: batch_block False), then outputs, then deltas (the last Dense's delta is its output), then kept
     pre-activations, then LayerNorm figures; a delta exists where the op has parameters or
     something below it has (din), and Dropout, Activation and a block's begin scale or pass
     the delta of their input in place."""
-    cdef Py_ssize_t i, off = cap * net.ops[0].n_in, value_delta = -1
+    cdef Py_ssize_t i, off = cap * net.ops[0].n_in if batch_block else 0, value_delta = -1
     cdef bint grads_below = False
     cdef Op *op
     for i in range(net.n_ops):
@@ -124,8 +124,10 @@ cdef int _build(const long long[:, ::1] table, const double[:, ::1] reals, Net *
     return 0
 
 
-def workspace_row_length(const long long[:, ::1] table, const double[:, ::1] reals):
-    """Workspace elements per sample row of the op list (see _layout)."""
+def workspace_row_length(const long long[:, ::1] table, const double[:, ::1] reals,
+                         bint sparse=False):
+    """Workspace elements per sample row of the op list (see _layout), for dense input or
+    (``sparse``) CSR input, which needs no gathered batch."""
     cdef Net net
     cdef Py_ssize_t row
     net.n_ops = table.shape[0]
@@ -134,17 +136,20 @@ def workspace_row_length(const long long[:, ::1] table, const double[:, ::1] rea
         raise MemoryError()
     try:
         _build(table, reals, &net, 0, 0, 0, 0, False)
-        row = _layout(&net, 1)
+        row = _layout(&net, 1, not sparse)
     finally:
         free(net.ops)
     return row
 
 
-cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
-    """Read plan.table into a C Net (caller frees net.ops); check every offset fits."""
+cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace,
+                 const SparseInput *sparse=NULL) except *:
+    """Read plan.table into a C Net (caller frees net.ops); check every offset fits.
+    ``sparse``: the call's CSR input (_bind_input), whose first op must be Dense."""
     cdef const long long[:, ::1] table = plan.table
     cdef Net net
     cdef Py_ssize_t row
+    cdef bint dense_input = sparse == NULL or sparse.indptr == NULL
     net.n_ops = table.shape[0]
     net.n_params = n_params
     net.n_weights = plan.n_weights
@@ -154,6 +159,9 @@ cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
     net.dropping = False
     net.seed = plan.dropout_seed
     net.positions = NULL
+    memset(&net.sparse, 0, sizeof(SparseInput))
+    if not dense_input:
+        net.sparse = sparse[0]
     net.ops = <Op *> malloc(max(net.n_ops, 1) * sizeof(Op))
     if net.ops == NULL:
         raise MemoryError()
@@ -162,9 +170,12 @@ cdef Net _unpack(plan, Py_ssize_t n_params, Py_ssize_t n_workspace) except *:
             raise ValueError("plan.n_weights is out of range")
         _build(table, plan.reals, &net, n_params, net.n_weights, net.n_stats,
                plan.scratch.shape[0])
-        row = _layout(&net, 1)
+        if not dense_input and net.ops[0].kind != OP_DENSE:
+            raise ValueError("sparse input needs a Dense first layer (it reads X's rows "
+                             "where they are); op 0 is not Dense")
+        row = _layout(&net, 1, dense_input)
         net.capacity = n_workspace // row
-        _layout(&net, net.capacity)
+        _layout(&net, net.capacity, dense_input)
         _resolve(&net)
     except BaseException:
         free(net.ops)
@@ -266,3 +277,45 @@ cdef OptimizerStep _read_optimizer(optimizer, Py_ssize_t n_params,
         raise ValueError("the optimizer state must hold %d values, not %d"
                          % (n_slots(&opt) * n_params, n_state))
     return opt
+
+
+cdef const floating *_bind_input(X, const floating *like, SparseInput *sparse,
+                                 Py_ssize_t *shape) except *:
+    """X's rows: a C-contiguous array (returns its row 0, NULL when empty), or a scipy CSR
+    matrix or array with intp indptr, int32 indices and data of ``like``'s dtype, whose
+    arrays fill ``sparse`` (returns NULL). shape receives (rows, features). Every CSR
+    pointer and column index is checked here, so the loops may trust them; X (which holds
+    the arrays) must outlive the call."""
+    cdef const floating[:, ::1] dense
+    cdef const floating[::1] values
+    cdef const Py_ssize_t[::1] indptr
+    cdef const int[::1] indices
+    cdef Py_ssize_t i, n_rows, n_features, bad = -1
+    memset(sparse, 0, sizeof(SparseInput))
+    if not hasattr(X, "indptr"):
+        dense = X
+        shape[0], shape[1] = dense.shape[0], dense.shape[1]
+        return &dense[0, 0] if dense.shape[0] > 0 and dense.shape[1] > 0 else NULL
+    n_rows, n_features = X.shape
+    indptr, indices, values = X.indptr, X.indices, X.data
+    if indptr.shape[0] != n_rows + 1 or indices.shape[0] != values.shape[0]:
+        raise ValueError("X's CSR arrays do not match its shape")
+    with nogil:
+        if indptr[0] != 0 or indptr[n_rows] > indices.shape[0]:
+            bad = 0
+        for i in range(n_rows):
+            if indptr[i + 1] < indptr[i]:
+                bad = i
+                break
+        for i in range(indptr[n_rows] if bad < 0 else 0):
+            if not 0 <= indices[i] < n_features:
+                bad = i
+                break
+    if bad >= 0:
+        raise ValueError("X's CSR structure is invalid (row pointers or column indices out "
+                         "of range); scipy's X.check_format() says where")
+    shape[0], shape[1] = n_rows, n_features
+    sparse.indptr = &indptr[0]
+    sparse.indices = &indices[0] if indices.shape[0] > 0 else NULL
+    sparse.values = &values[0] if values.shape[0] > 0 else NULL
+    return NULL

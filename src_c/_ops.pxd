@@ -49,6 +49,14 @@ cdef struct Op:
     double eps, momentum  # norms
     bint loss_fused       # the last Dense: the loss computed its dZ
 
+cdef struct SparseInput:
+    const Py_ssize_t *indptr   # CSR of all rows of X: row x's entries are indptr[x]:indptr[x+1]
+    const int *indices         # their columns (features)
+    const void *values         # their values (the plan's dtype)
+    const Py_ssize_t *rows     # the current batch's rows of X (its order), or NULL: first + r
+    Py_ssize_t first
+
+
 cdef struct Net:
     Op *ops
     Py_ssize_t n_ops, n_params, n_weights, capacity, n_stats
@@ -58,6 +66,7 @@ cdef struct Net:
     bint row_local        # no op needs the whole batch: threads may split rows
     uint64_t seed         # plan.dropout_seed
     const Py_ssize_t *positions  # per row: its position in the batch (dropout draws); NULL: row i is i
+    SparseInput sparse    # X as CSR rows (_op_sparse.pxd); sparse.indptr NULL: X is dense
 
 
 cdef inline const floating *at(Py_ssize_t loc, floating *ws,

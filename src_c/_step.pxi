@@ -59,6 +59,11 @@ cdef inline void _column_part(Py_ssize_t total, int t, int n, Py_ssize_t *a,
     b[0] = min(b[0] * COLUMN_ALIGN, total)
 
 
+cdef inline bint _reads_sparse(const Net *net, const Op *op) noexcept nogil:
+    """Whether op reads the batch and the batch is sparse (_op_sparse.pxd)."""
+    return op.in_loc == LOC_BATCH and net.sparse.indptr != NULL
+
+
 cdef inline bint _by_columns(int n, Py_ssize_t B, Py_ssize_t k, Py_ssize_t cols,
                              bint nt) noexcept nogil:
     """Whether a team of n splits a B x k by k x cols product by columns (_op_dense.pxd
@@ -107,7 +112,8 @@ cdef void _forward(Net *net, const floating *P, floating *T, floating *ws, const
             batchnorm_forward_train(op, P, T, X, ws, B, j0, j1)
             _sync(n)
             continue
-        if op.kind == OP_DENSE and _by_columns(n, B, op.n_in, op.n_out, False):
+        if (op.kind == OP_DENSE and not _reads_sparse(net, op)
+                and _by_columns(n, B, op.n_in, op.n_out, False)):
             _meet(n, &met)
             _column_part(op.n_out, t, n, &j0, &j1)
             Y = out if (out != NULL and i == net.n_ops - 1) else ws + op.out
@@ -118,8 +124,11 @@ cdef void _forward(Net *net, const floating *P, floating *T, floating *ws, const
         if rows <= 0:
             continue
         elif op.kind == OP_DENSE:
-            dense_forward(op, P, ws, X, out if (out != NULL and i == net.n_ops - 1)
-                          else ws + op.out, r0, rows, B)
+            Y = out if (out != NULL and i == net.n_ops - 1) else ws + op.out
+            if _reads_sparse(net, op):
+                sparse_dense_forward(op, &net.sparse, P, ws, Y, r0, rows)
+            else:
+                dense_forward(op, P, ws, X, Y, r0, rows, B)
         elif op.kind == OP_DROPOUT:
             if net.dropping:
                 dropout_op_forward(op, X, ws, r0, rows, net.positions)
@@ -198,7 +207,11 @@ cdef double _param_grads(Net *net, const OptimizerStep *opt, floating *P, floati
         _part(op.n_out if op.kind == OP_DENSE else op.n_in, t, n, &j0, &j1)
         if op.kind == OP_DENSE:
             _part(op.n_in, t, n, &i0, &i1)
-            dense_param_grads(op, G, ws, at(op.in_loc, ws, Xb), B, i0, i1, j0, j1)
+            if _reads_sparse(net, op):
+                sparse_weight_grads(op, &net.sparse, G, ws, B, i0, i1)
+                colsum(ws + op.dout, B, op.n_out, G + op.p1, j0, j1)
+            else:
+                dense_param_grads(op, G, ws, at(op.in_loc, ws, Xb), B, i0, i1, j0, j1)
             if then == PARTS_STEP:
                 rule_range(opt, P, G, S, net.n_params, op.p0 + i0 * op.n_out,
                            (i1 - i0) * op.n_out, True, True, &moved)
