@@ -47,7 +47,8 @@ from _op_batchnorm cimport (batchnorm_forward_train, batchnorm_forward_infer,
                             batchnorm_update_running)
 from _op_layernorm cimport layernorm_forward, layernorm_backward, layernorm_param_grads
 from _op_sparse cimport (sparse_dense_forward, sparse_weight_grads, sparse_max_magnitude,
-                         sparse_row)
+                         sparse_row, sparse_weight_step, sparse_batch_entries,
+                         SPARSE_BLOCK_ELEMENTS)
 from _op_residual cimport (residual_add_forward, residual_add_backward,
                            residual_begin_backward)
 from libc.float cimport FLT_MAX, DBL_MAX
@@ -168,6 +169,8 @@ def train_epoch(plan, X, const floating[:, ::1] Y,
     cdef Net net = _unpack(plan, params.shape[0], workspace.shape[0], &sparse)
     n_rows = order.shape[0] if order.shape[0] > 0 else shape[0]
     team.tile_loss = team.maxima = NULL
+    team.sparse_index = NULL
+    team.sparse_values = NULL
     try:
         _check_buffers(&net, grads.shape[0], stats.shape[0])
         n_state = state.shape[0]
@@ -207,6 +210,9 @@ def train_epoch(plan, X, const floating[:, ::1] Y,
         team.maxima = <double *> malloc(n_threads * _team_slots(&net) * sizeof(double))
         if team.tile_loss == NULL or team.maxima == NULL:
             raise MemoryError()
+        if sparse.indptr != NULL:
+            _sparse_scratch(&team, &sparse, order_p, row0, end, batch_size, net.ops[0].n_in,
+                            net.ops[0].n_out, n_threads, sizeof(floating))
         team.tile_hits = team.tile_loss + tiles
         team.net, team.opt, team.rates = &net, &opt, &rates[0]
         team.row0, team.end, team.batch_size = row0, end, batch_size
@@ -225,6 +231,8 @@ def train_epoch(plan, X, const floating[:, ::1] Y,
         free(net.ops)
         free(team.tile_loss)
         free(team.maxima)
+        free(team.sparse_index)
+        free(team.sparse_values)
     return team.status, team.loss_sum, team.n_batches, team.hits
 
 

@@ -55,6 +55,11 @@ cdef struct SparseInput:
     const void *values         # their values (the plan's dtype)
     const Py_ssize_t *rows     # the current batch's rows of X (its order), or NULL: first + r
     Py_ssize_t first
+    # one thread's scratch for the fused step (_op_sparse.pxd sparse_weight_step), or NULL:
+    Py_ssize_t *counts         # n_in + 1: per column of its part, where its entries end
+    Py_ssize_t *entry_rows     # the batch's entries in its columns, by column (capacity)
+    void *entry_values
+    void *block                # SPARSE_BLOCK_ELEMENTS (or n_out) gradient values
 
 
 cdef struct Net:

@@ -207,6 +207,12 @@ cdef double _param_grads(Net *net, const OptimizerStep *opt, floating *P, floati
         _part(op.n_out if op.kind == OP_DENSE else op.n_in, t, n, &j0, &j1)
         if op.kind == OP_DENSE:
             _part(op.n_in, t, n, &i0, &i1)
+            if _reads_sparse(net, op) and then == PARTS_STEP and net.sparse.counts != NULL:
+                colsum(ws + op.dout, B, op.n_out, G + op.p1, j0, j1)
+                sparse_weight_step(op, &net.sparse, opt, P, S, net.n_params, ws, B, i0, i1)
+                rule_range(opt, P, G, S, net.n_params, op.p1 + j0, j1 - j0, False, True,
+                           &moved)
+                continue
             if _reads_sparse(net, op):
                 sparse_weight_grads(op, &net.sparse, G, ws, B, i0, i1)
                 colsum(ws + op.dout, B, op.n_out, G + op.p1, j0, j1)

@@ -43,6 +43,23 @@ cdef struct Team:
     int status            # results, written by thread 0
     Py_ssize_t n_batches
     double loss_sum, hits
+    # sparse input: per thread, the fused step's scratch (_op_sparse.pxd), or NULL
+    Py_ssize_t *sparse_index   # n_in + 1 counts, then sparse_entries rows
+    void *sparse_values        # sparse_entries values, then a block
+    Py_ssize_t sparse_entries, sparse_block
+
+
+cdef _sparse_scratch(Team *tm, const SparseInput *sp, const Py_ssize_t *order, Py_ssize_t row0,
+                     Py_ssize_t end, Py_ssize_t batch_size, Py_ssize_t n_in, Py_ssize_t n_out,
+                     int n_threads, size_t value_size):
+    """Allocate each thread's scratch for sparse_weight_step (once per call)."""
+    tm.sparse_entries = sparse_batch_entries(sp, order, row0, end, batch_size)
+    tm.sparse_block = max(<Py_ssize_t> SPARSE_BLOCK_ELEMENTS, n_out)
+    tm.sparse_index = <Py_ssize_t *> malloc(
+        n_threads * (n_in + 1 + tm.sparse_entries) * sizeof(Py_ssize_t))
+    tm.sparse_values = malloc(n_threads * (tm.sparse_entries + tm.sparse_block) * value_size)
+    if tm.sparse_index == NULL or tm.sparse_values == NULL:
+        raise MemoryError()
 
 
 cdef inline Py_ssize_t _team_slots(Net *net) noexcept nogil:
@@ -181,6 +198,7 @@ cdef void _team_epoch(Team *tm, floating *P, floating *G, floating *S, floating 
     cdef Net own = tm.net[0]  # a copy: each thread points its sparse input at its batch
     cdef Net *net = &own
     cdef bint sparse = net.sparse.indptr != NULL
+    cdef Py_ssize_t n_index = net.ops[0].n_in + 1 + tm.sparse_entries
     cdef OptimizerStep opt = tm.opt[0]
     cdef Bounds bounds = tm.bounds, after
     cdef Py_ssize_t F = tm.n_features, start = tm.row0, B, r0, r1, a, b, k, n_tiles
@@ -190,6 +208,12 @@ cdef void _team_epoch(Team *tm, floating *P, floating *G, floating *S, floating 
     cdef double *mine = tm.maxima + t * slots
     cdef double loss, hits, gather_max, g_max, scale = 1.0
     cdef bint input_known, telemetry, whole, fused, last_batch
+    if sparse and tm.sparse_index != NULL:
+        net.sparse.counts = tm.sparse_index + t * n_index
+        net.sparse.entry_rows = net.sparse.counts + net.ops[0].n_in + 1
+        net.sparse.entry_values = (<floating *> tm.sparse_values
+                                   + t * (tm.sparse_entries + tm.sparse_block))
+        net.sparse.block = <floating *> net.sparse.entry_values + tm.sparse_entries
     while start < tm.end:
         B = min(tm.batch_size, tm.end - start)
         last_batch = start + B >= tm.end

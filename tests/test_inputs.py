@@ -217,8 +217,13 @@ BAD_X = {  # name -> (make bad X from a good one, exception, message pattern)
     "None": (lambda X: None, TypeError, "X must hold real numbers"),
     "string": (lambda X: X.astype(str), TypeError, "X must hold real numbers.*string"),
     "ragged-list": (lambda X: [[1.0, 2.0, 3.0, 4.0], [1.0]], ValueError, "X could not be converted"),
-    "sparse-matrix": (scipy.sparse.csr_matrix, TypeError, r"X is a sparse matrix.*toarray"),
-    "sparse-array": (scipy.sparse.csr_array, TypeError, r"X is a sparse matrix.*toarray"),
+    # sparse X is taken (tests/test_sparse.py), and checked as dense X is
+    "sparse-nan": (lambda X: scipy.sparse.csr_matrix(with_entry(X, np.nan)), ValueError,
+                   "X contains NaN"),
+    "sparse-too-few-features": (lambda X: scipy.sparse.csc_array(X[:, :3]), ValueError,
+                                "X has 3 features.*expects 4"),
+    "sparse-complex": (lambda X: scipy.sparse.csr_matrix(X.astype(complex)), TypeError,
+                       "X must hold real numbers"),
 }
 
 # Every public call that takes X (and y), as call(model, X, y, **keyword_arguments).
