@@ -370,7 +370,7 @@ class Sequential:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
         threads : "auto", int or None
             fastbp's team size for this call (see :class:`Sequential`); None uses the
             model's ``threads`` setting.
@@ -443,7 +443,7 @@ class Sequential:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
         y : array-like
             Class labels of shape (n_samples,) or one-hot rows for ``cross_entropy``;
             targets of shape (n_samples, n_outputs) (or (n_samples,) for one output) otherwise.
@@ -530,7 +530,10 @@ class Sequential:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+            Sparse X (any scipy.sparse format; CSR is read without a copy) is never
+            densified: the first layer, which must be Dense, reads each batch's rows where
+            they lie (see README, "Sparse input").
         y : array-like
             As for :meth:`gradients`.
         epochs : int, default 10

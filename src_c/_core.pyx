@@ -1,7 +1,8 @@
 # A. Invariants: Python owns every buffer; this module only reads a compiled plan
 #    (fastbp.plan.Plan) and the arrays it is handed. All arrays are C-contiguous and of the
-#    plan's dtype; the Python layer validates values (labels in range, finite inputs) and the
-#    entry points here re-check every size and offset that could index out of bounds.
+#    plan's dtype, X too unless it is CSR (fastbp.sparse.SparseRows; _op_sparse.pxd); the
+#    Python layer validates values (labels in range, finite inputs) and the entry points
+#    here re-check every size, offset and CSR index that could index out of bounds.
 # B. The network is plan.table, one row per op (_ops.pxd): this file unpacks it, lays out
 #    the workspace, and runs the loop: forward over the ops in order, the loss fused with the
 #    last Dense layer's output, the deltas over the ops in reverse (row-local, so threads

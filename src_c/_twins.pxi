@@ -261,3 +261,80 @@ def _twin_residual(const floating[:, ::1] X, const floating[:, ::1] S,
     work[2 * B * n:] = np.asarray(dS).ravel()         # the branch's share of dLoss/dS
     residual_begin_backward(&begin, &add, &ws[0], 0, B)
     np.asarray(dS)[...] = work[2 * B * n:].reshape(B, n)
+
+
+cdef Op _twin_sparse_op(Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t B):
+    """The sparse first layer's Dense op: W at 0, b after it; workspace [Y | δ] of B x n_out."""
+    cdef Op op = _twin_op(OP_DENSE, n_in, False, 1.0, 0.0, B)
+    op.n_out, op.act, op.p0, op.p1 = n_out, ACT_IDENTITY, 0, n_in * n_out
+    op.out, op.dout, op.din = 0, B * n_out, -1
+    return op
+
+
+cdef _twin_sparse_batch(X, const floating *like, const Py_ssize_t[::1] rows, Py_ssize_t n_in,
+                        SparseInput *sp):
+    """X (CSR, as the core takes it) bound, its batch the given rows, each checked."""
+    cdef Py_ssize_t shape[2]
+    cdef Py_ssize_t r
+    _bind_input(X, like, sp, shape)
+    if sp.indptr == NULL or shape[1] != n_in or rows.shape[0] < 1:
+        raise ValueError("X must be CSR with %d features, and rows not empty" % n_in)
+    for r in range(rows.shape[0]):
+        if not 0 <= rows[r] < shape[0]:
+            raise ValueError("rows holds %d, X has %d rows" % (rows[r], shape[0]))
+    sp.rows = &rows[0]
+
+
+def _twin_sparse(X, const Py_ssize_t[::1] rows, const floating[:, ::1] W,
+                 const floating[::1] b, const floating[:, ::1] D, floating[:, ::1] Y,
+                 floating[:, ::1] dW, int parts=1):
+    """The sparse first layer's kernels on batch rows ``rows`` of X: Y = X[rows]·W + b
+    (sparse_dense_forward, in ``parts`` row ranges) and dW = X[rows]ᵀ·D
+    (sparse_weight_grads, in ``parts`` ranges of dW's rows: a team's split)."""
+    cdef Py_ssize_t B = rows.shape[0], n_in = W.shape[0], n_out = W.shape[1]
+    cdef Op op = _twin_sparse_op(n_in, n_out, B)
+    cdef SparseInput sp
+    cdef int t
+    params = np.concatenate([np.asarray(W).ravel(), np.asarray(b)])
+    work = np.concatenate([np.zeros(B * n_out, dtype=params.dtype), np.asarray(D).ravel()])
+    grads = np.zeros_like(params)
+    cdef floating[::1] P = params, ws = work, G = grads
+    _twin_sparse_batch(X, &W[0, 0], rows, n_in, &sp)
+    if (b.shape[0] != n_out or D.shape[0] != B or D.shape[1] != n_out or Y.shape[0] != B
+            or Y.shape[1] != n_out or dW.shape[0] != n_in or dW.shape[1] != n_out):
+        raise ValueError("inconsistent shapes")
+    for t in range(parts):
+        sparse_dense_forward(&op, &sp, &P[0], &ws[0], &ws[0], B * t // parts,
+                             B * (t + 1) // parts - B * t // parts)
+        sparse_weight_grads(&op, &sp, &G[0], &ws[0], B, n_in * t // parts,
+                            n_in * (t + 1) // parts)
+    np.asarray(Y)[...] = work[:B * n_out].reshape(B, n_out)
+    np.asarray(dW)[...] = grads[:n_in * n_out].reshape(n_in, n_out)
+
+
+def _twin_sparse_step(optimizer, X, const Py_ssize_t[::1] rows, const floating[:, ::1] D,
+                      floating[:, ::1] W, floating[::1] state, double lr, long long step,
+                      int parts=1):
+    """sparse_weight_step: one update of W by ``optimizer`` (its rule, decay included;
+    update number ``step``) from dW = X[rows]ᵀ·D, in ``parts`` ranges of W's rows.
+    ``state`` is the optimizer's state for W alone (n_slots x W.size)."""
+    cdef Py_ssize_t B = rows.shape[0], n_in = W.shape[0], n_out = W.shape[1], n = W.size
+    cdef Op op = _twin_sparse_op(n_in, n_out, B)
+    cdef OptimizerStep opt = _read_optimizer(optimizer, n, state.shape[0])
+    cdef SparseInput sp
+    cdef int t
+    work = np.concatenate([np.zeros(B * n_out, dtype=np.asarray(W).dtype), np.asarray(D).ravel()])
+    cdef floating[::1] ws = work
+    _twin_sparse_batch(X, &W[0, 0], rows, n_in, &sp)
+    if D.shape[0] != B or D.shape[1] != n_out:
+        raise ValueError("inconsistent shapes")
+    cdef Py_ssize_t entries = sparse_batch_entries(&sp, &rows[0], 0, B, B)
+    cdef Py_ssize_t[::1] index = np.zeros(n_in + 1 + entries, dtype=np.intp)
+    cdef floating[::1] scratch = np.zeros(entries + max(SPARSE_BLOCK_ELEMENTS, n_out),
+                                          dtype=work.dtype)
+    sp.counts, sp.entry_rows = &index[0], &index[n_in + 1]
+    sp.entry_values, sp.block = &scratch[0], &scratch[entries]
+    opt.lr, opt.step = lr, step
+    for t in range(parts):
+        sparse_weight_step(&op, &sp, &opt, &W[0, 0], &state[0] if state.shape[0] else NULL,
+                           n, &ws[0], B, n_in * t // parts, n_in * (t + 1) // parts)

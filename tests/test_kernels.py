@@ -603,3 +603,72 @@ def test_residual_kernels_add_and_route_the_skip_delta(core, dtype):
     core._twin_residual(X, S, dY, Y, dS_out)
     np.testing.assert_array_equal(Y, X + S)
     np.testing.assert_array_equal(dS_out, dS + dY)
+
+
+# ---------------------------------------------------------------- the sparse first layer
+
+def sparse_batch(dtype, n_in=67, n_out=13, rows=11, seed=0):
+    """A CSR X (duplicates, an empty row, unsorted columns), a batch of its rows (one
+    repeated), W, b and a delta block."""
+    import scipy.sparse as sp
+    from fastbp.sparse import check_sparse_X
+    rng = np.random.default_rng(seed)
+    X = sp.random(23, n_in, density=0.15, format="coo", random_state=seed, dtype=np.float64)
+    X = sp.coo_matrix((np.concatenate([X.data, [2.0]]), (np.concatenate([X.row, [X.row[0]]]),
+                       np.concatenate([X.col, [X.col[0]]]))), shape=X.shape).tocsr()
+    X.data[X.indptr[5]:X.indptr[6]] = 0  # an empty row
+    X.eliminate_zeros()
+    batch = rng.permutation(23)[:rows]
+    batch[1] = batch[0]
+    batch[2] = 5
+    W = rng.standard_normal((n_in, n_out)).astype(dtype)
+    return (check_sparse_X(X, n_in, dtype), X.astype(np.float64), batch.astype(np.intp), W,
+            rng.standard_normal(n_out).astype(dtype),
+            rng.standard_normal((rows, n_out)).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("parts", [1, 3])
+def test_sparse_forward_and_weight_gradient_are_scipys_products(core, dtype, parts):
+    rows, X, batch, W, b, D = sparse_batch(dtype)
+    Y, dW = np.empty_like(D), np.empty_like(W)
+    core._twin_sparse(rows, batch, W, b, D, Y, dW, parts)
+    Xb = X[batch]
+    np.testing.assert_allclose(Y, Xb @ W.astype(np.float64) + b, rtol=RTOL[dtype] * 10,
+                               atol=RTOL[dtype] * 10)
+    np.testing.assert_allclose(dW, Xb.T @ D.astype(np.float64), rtol=RTOL[dtype] * 10,
+                               atol=RTOL[dtype] * 10)
+    Y1, dW1 = np.empty_like(D), np.empty_like(W)
+    core._twin_sparse(rows, batch, W, b, D, Y1, dW1, 1)
+    np.testing.assert_array_equal(Y, Y1)  # a team's split changes no bit
+    np.testing.assert_array_equal(dW, dW1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("make", [
+    lambda: fastbp.Adam(lr=0.01, weight_decay=0.1), lambda: fastbp.SGD(lr=0.1, momentum=0.9),
+    lambda: fastbp.RMSprop(lr=0.01, centered=True)])
+@pytest.mark.parametrize("n_out", [13, 9000])  # one dW row per block past 8192 values
+def test_sparse_fused_step_equals_gradient_then_update(core, dtype, make, n_out):
+    """sparse_weight_step (dW block by block, stepped in cache) gives the update of
+    sparse_weight_grads' dW through the optimizer's rule, bitwise, at any split."""
+    rows, X, batch, W, b, D = sparse_batch(dtype, n_in=29 if n_out > 100 else 67, n_out=n_out)
+    optimizer = make()
+    dW, Y = np.empty_like(W), np.empty_like(D)
+    core._twin_sparse(rows, batch, W, b, D, Y, dW)
+    state0 = np.random.default_rng(1).uniform(0, 1, optimizer.state_slots() * W.size)
+    state0 = state0.astype(dtype)
+    want_W, want_state = W.ravel().copy(), state0.copy()
+    core._twin_update(optimizer, want_W, dW.ravel().copy(), want_state, W.size, 0.01, 3)
+    for parts in (1, 2):
+        got_W, got_state = W.copy(), state0.copy()
+        core._twin_sparse_step(optimizer, rows, batch, D, got_W, got_state, 0.01, 3, parts)
+        np.testing.assert_array_equal(got_W.ravel(), want_W)
+        np.testing.assert_array_equal(got_state, want_state)
+
+
+def test_sparse_twins_refuse_rows_outside_X(core):
+    rows, X, batch, W, b, D = sparse_batch(np.float64)
+    batch[3] = 23
+    with pytest.raises(ValueError, match="rows holds 23"):
+        core._twin_sparse(rows, batch, W, b, D, np.empty_like(D), np.empty_like(W))
