@@ -332,8 +332,10 @@ def _twin_sparse_step(optimizer, X, const Py_ssize_t[::1] rows, const floating[:
     cdef Py_ssize_t[::1] index = np.zeros(n_in + 1 + entries, dtype=np.intp)
     cdef floating[::1] scratch = np.zeros(entries + max(SPARSE_BLOCK_ELEMENTS, n_out),
                                           dtype=work.dtype)
-    sp.counts, sp.entry_rows = &index[0], &index[n_in + 1]
-    sp.entry_values, sp.block = &scratch[0], &scratch[entries]
+    sp.counts = &index[0]
+    sp.entry_rows = &index[n_in + 1] if entries > 0 else NULL  # (checked builds index them)
+    sp.entry_values = &scratch[0] if entries > 0 else NULL
+    sp.block = &scratch[entries]
     opt.lr, opt.step = lr, step
     for t in range(parts):
         sparse_weight_step(&op, &sp, &opt, &W[0, 0], &state[0] if state.shape[0] else NULL,
