@@ -28,6 +28,11 @@ F. Each core is translated by Cython on its own (5.3 s of CPU each), although th
    times with the init function renamed (-DPyInit__core=PyInit__core_avx2) imports, but
    the module's code registers itself in sys.modules as "fastbp._core" when that is not yet
    imported, so importing the AVX2 build first made ``import fastbp._core`` return it.
+G. A source install builds only the variants this machine's CPU runs (the baseline always:
+   FASTBP_CORE=baseline and the tests use it); wheels, which run elsewhere, build all three
+   (FASTBP_BUILD_CORES=all). Measured (issue 18, an AVX2-only 2-core machine): the AVX-512
+   core cost 5.3 s of Cython and 22 s of GCC, a quarter of the README's first command's
+   CPU time, for a module that fastbp/_native.py could never load there.
 """
 import copy
 import hashlib
@@ -66,6 +71,33 @@ else:
     avx512_args = None if avx2_args is None else avx2_args + [
         "-mavx512f", "-mavx512cd", "-mavx512vl", "-mavx512bw", "-mavx512dq",
         "-mprefer-vector-width=512"]
+
+
+def cpu_flags():
+    """The build machine's CPU flags (Linux's /proc/cpuinfo), or None where they cannot be
+    read (another system, or a container without /proc)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+# FASTBP_BUILD_CORES=all builds every variant, as wheels need (cibuildwheel and
+# tools/wheel_check.py set it). Otherwise (a source install: pip install .) a variant is built
+# only where this machine's CPU can run it (G in this file's docstring): a build that this
+# CPU could never import is a third of the compile time spent for nothing. Where the flags
+# cannot be read, every variant is built.
+ALL_CORES = os.environ.get("FASTBP_BUILD_CORES", "").strip().lower() == "all"
+_flags = None if ALL_CORES else cpu_flags()
+if _flags is not None and avx2_args is not None:
+    if not {"avx512f", "avx512cd", "avx512vl", "avx512bw", "avx512dq"} <= _flags:
+        avx512_args = None
+    if not {"avx2", "fma"} <= _flags:
+        avx2_args = avx512_args = None
 
 
 # OpenMP splits each batch over threads (train_epoch's n_threads). Where the compiler has
@@ -227,6 +259,7 @@ class parallel_cached_build_ext(build_ext):
 extensions = [shared_utility_extension(), core_extension("fastbp._core", "src_c/_core.pyx")]
 if avx2_args:
     extensions.append(core_extension("fastbp._core_avx2", "src_c/_core_avx2.pyx", avx2_args))
+if avx512_args:
     extensions.append(core_extension("fastbp._core_avx512", "src_c/_core_avx512.pyx",
                                      avx512_args))
 
