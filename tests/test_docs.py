@@ -10,7 +10,8 @@ import pytest
 import fastbp
 
 # Modules whose examples need an optional package.
-NEEDS = {"fastbp.sklearn": "sklearn", "fastbp.plotting": "matplotlib", "fastbp.onnx": "onnx"}
+NEEDS = {"fastbp.sklearn": "sklearn", "fastbp.plotting": "matplotlib", "fastbp.onnx": "onnx",
+         "fastbp.distributed": "mpi4py"}
 MODULES = sorted(
     ["fastbp"] + [f"fastbp.{info.name}" for info in pkgutil.iter_modules(fastbp.__path__)
                   if not info.name.startswith("_") and info.name != "benchmarks"])
