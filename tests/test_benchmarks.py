@@ -121,6 +121,28 @@ def test_small_gemm_benchmark_runs(capsys):
     assert "| 32x64x32 |" in capsys.readouterr().out
 
 
+def test_sklearn_sparse_benchmark_prints_each_row(capsys):
+    """The sparse benchmark runs end to end on a small TF-IDF-like problem (timings not
+    checked), and its data are what it says: L2-normalised positive rows, ~density."""
+    pytest.importorskip("sklearn")
+    from fastbp.benchmarks import sklearn_sparse
+
+    X, y = sklearn_sparse.tfidf_like(300, n_features=2000, words_per_row=40, seed=1)
+    assert X.format == "csr" and X.min() >= 0 and set(np.unique(y)) == set(range(10))
+    np.testing.assert_allclose(np.sqrt(X.multiply(X).sum(axis=1)), 1.0, rtol=1e-12)
+    assert 30 < X.nnz / 300 < 50
+    np.testing.assert_array_equal(sklearn_sparse.densify(X[:5]),
+                                  X[:5].toarray().astype(np.float32))
+    sklearn_sparse.main(["--rows", "400", "--test-rows", "100", "--features", "3000",
+                         "--density", "0.01", "--hidden", "16", "--epochs", "2",
+                         "--repeats", "1"])
+    out = capsys.readouterr().out
+    for name in ("fastbp sparse +float32 +2 +1", "fastbp dense +float32 +1 +1",
+                 "scikit-learn sparse +float64 +1 +1"):
+        assert re.search(rf"{name} +[\d.]+ +[\d.]+x +[\d.]+ %", out), out
+    assert "CPU:" in out and "BLAS thread" in out
+
+
 def test_sklearn_digits_benchmark_prints_each_estimator_and_the_gemm_limit(monkeypatch,
                                                                            capsys):
     """One small config of the digits benchmark runs end to end (timings not checked)."""

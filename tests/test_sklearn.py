@@ -85,11 +85,12 @@ def _assert_same_parameters(theirs, ours, atol=1e-10):
 
 # ---------------------------------------------------------------------- estimator checks
 def _expected_failed_checks(estimator):
-    failures = {
-        "check_sample_weight_equivalence_on_dense_data": (
-            "float32 (the default dtype): weighted and repeated rows round differently and "
-            "the fits end ~1e-4 apart, over the check's rtol 1e-7; in float64 the check "
-            "passes (tests/test_sklearn_sample_weight.py)")}
+    float32_rounding = (
+        "float32 (the default dtype): weighted and repeated rows round differently and "
+        "the fits end ~1e-4 apart, over the check's rtol 1e-7; in float64 the check "
+        "passes (tests/test_sklearn_sample_weight.py, tests/test_sklearn_sparse.py)")
+    failures = {"check_sample_weight_equivalence_on_dense_data": float32_rounding,
+                "check_sample_weight_equivalence_on_sparse_data": float32_rounding}
     if estimator.solver == "lbfgs" and isinstance(estimator, MLPClassifier):
         failures["check_classifiers_multilabel_output_format_predict_proba"] = (
             "float32 (the default dtype): L-BFGS fits the check's data hard and sigmoid(z) "

@@ -8,7 +8,13 @@ A. What matches scikit-learn. Every parameter of ``sklearn.neural_network.MLPCla
    ``MLPRegressor`` with its name, default and meaning; the same fitted attributes; ``fit``,
    ``partial_fit``, ``predict``, ``predict_proba``, ``predict_log_proba``, ``score``;
    cloning, pipelines, grid search, pickling, string labels and multi-label indicator
-   targets. The initial weights are scikit-learn's (Glorot-uniform, drawn in the same order
+   targets. X may be dense or ``scipy.sparse`` (matrices and arrays) everywhere X is taken
+   (``fit``, ``partial_fit``, the predictions, ``score``, ``validation_data``, early
+   stopping's split), with scikit-learn's ``accept_sparse=["csr", "csc"]``: other formats
+   (COO, LIL, ...) become CSR as in scikit-learn. Sparse X is never densified: CSC is
+   converted to CSR once per fit, and the core's first Dense layer reads the CSR rows
+   where they lie (:mod:`fastbp.sparse`); the fit equals the fit on ``X.toarray()`` up to
+   rounding (the sums run in another order). The initial weights are scikit-learn's (Glorot-uniform, drawn in the same order
    from the same ``random_state``), so both start from the same point; so does the
    early-stopping split (``train_test_split`` on the same random stream).
 
@@ -72,7 +78,7 @@ D. Where it is not bit-for-bit scikit-learn (float64, same data order):
      with early stopping it ends at that epoch (scikit-learn runs its NaN epochs on to
      ``max_iter``) and keeps the best validated weights, raising nothing, as scikit-learn
      does since its issue 29504;
-   * ``momentum`` must be < 1; sparse input is refused (fastbp is dense-only).
+   * ``momentum`` must be < 1.
 
 E. What is extra: ``dtype`` (float32 by default, for speed), ``activation`` as a list (one
    per hidden layer, any fastbp activation), ``dropout``, ``class_weight`` (classifier),

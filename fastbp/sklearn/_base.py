@@ -8,6 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..activations import activation_code, activation_name
 from ..layers import Dense, Dropout
 from ..model import Sequential
+from ..sparse import is_sparse
 from ._lbfgs import _LbfgsSolver
 from ._parameters import _WeightAttributes
 from ._params import _NONFINITE, _ParameterChecks, _validate_data
@@ -134,6 +135,8 @@ class _BaseMLP(_WeightAttributes, _ParameterChecks, _StochasticSolver, _LbfgsSol
                       or (not self.warm_start and not incremental))
         X, targets, sample_weight = self._validate_input(X, y, sample_weight, incremental,
                                                           reset=first_pass)
+        if is_sparse(X):  # CSC: one copy of the stored entries (never dense), so the split,
+            X = X.tocsr()  # the epochs and every L-BFGS evaluation take rows as CSR
         n_outputs = targets.n_outputs
         sizes = (X.shape[1], *hidden, n_outputs)
         self._objective = self._make_objective(n_outputs)
@@ -185,6 +188,11 @@ class _BaseMLP(_WeightAttributes, _ParameterChecks, _StochasticSolver, _LbfgsSol
         X = _validate_data(self, X, reset=False, dtype=self._np_dtype())
         output = self.model_.predict(X)
         return output if float32_input else output.astype(np.float64, copy=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR and CSC (other formats become CSR), as scikit-learn
+        return tags
 
     def _stochastic(self):
         if self.solver not in ("sgd", "adam"):

@@ -18,6 +18,7 @@ class _LbfgsSolver:
         n_samples = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
         weight_decay = c * float(self.alpha) / n_samples
         parameters = model.parameters
+        X = model._check_X(X)  # once, not per evaluation (sparse X: the core's CSR rows)
         extra = {}
         if sample_weight is not None:
             extra = dict(sample_weight=sample_weight, sample_weight_reduction="weights")

@@ -12,11 +12,15 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 from ..activations import activation_code, activation_name
+from ..sparse import is_sparse
 
 _SOLVERS = ("lbfgs", "sgd", "adam")
 _RATE_SCHEDULES = ("constant", "invscaling", "adaptive")
 _SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 _REGRESSION_ALIASES = {"squared_error": "mse"}
+# scikit-learn's MLP takes these sparse formats as they are and converts any other (COO,
+# LIL, ...) to CSR; the core reads CSR rows where they lie (fastbp.sparse).
+_ACCEPT_SPARSE = ["csr", "csc"]
 
 _FLOAT32_RANGE = ("fastbp: the values are finite, but beyond float32's range (about 3.4e38), "
                   "and the estimators compute in float32 by default: dtype='float64' takes "
@@ -73,6 +77,8 @@ def _check_bool(owner, name):
 
 def _finite_in_float64(arrays):
     for array in arrays:
+        if is_sparse(array):
+            array = array.data  # the stored values only: never densified
         try:
             values = np.asarray(array, dtype=np.float64)
         except (TypeError, ValueError):
@@ -83,9 +89,11 @@ def _finite_in_float64(arrays):
 
 
 def _validate_data(estimator, *arrays, fitting=False, **kwargs):
-    """scikit-learn's validate_data; where X or y holds values finite in float64 that
-    overflow the model's float32, its error says so and how to avoid it, after
-    scikit-learn's own sentence for a fit that overflows (its float64 fit would)."""
+    """scikit-learn's validate_data, X sparse (CSR or CSC) or dense as scikit-learn's MLP
+    takes it; where X or y holds values finite in float64 that overflow the model's
+    float32, its error says so and how to avoid it, after scikit-learn's own sentence for a
+    fit that overflows (its float64 fit would)."""
+    kwargs.setdefault("accept_sparse", _ACCEPT_SPARSE)
     try:
         return _sklearn_validate_data(estimator, *arrays, **kwargs)
     except ValueError as error:
