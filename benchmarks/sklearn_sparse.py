@@ -125,6 +125,10 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--no-dense", action="store_true", help="skip the dense row")
     parser.add_argument("--seed", type=int, default=0, help="data and random_state")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="BLAS threads for extra fastbp sparse rows (its default "
+                             "threads='auto' then picks between one thread and a team of "
+                             "that many as it trains); every other row runs at one")
     args = parser.parse_args(argv)
     threadpoolctl = require_threadpoolctl()
     warnings.simplefilter("ignore", ConvergenceWarning)
@@ -159,6 +163,12 @@ def main(argv=None):
                                    args.repeats)
         rows.append(("fastbp sparse", "float32", args.epochs, args.repeats, seconds,
                      model.score(X_test, y_test)))
+        for count in sorted(set(args.threads) - {1}):
+            with threadpoolctl.threadpool_limits(limits=count, user_api="blas"):
+                seconds, model = time_fits(FastbpMLP, fixed(args.epochs), X_train, y_train,
+                                           args.repeats)
+            rows.append((f"fastbp sparse, {count} thr", "float32", args.epochs, args.repeats,
+                         seconds, model.score(X_test, y_test)))
         # the accuracy at the slow rows' epochs too, so that each has a row to compare with
         for epochs in sorted({args.dense_epochs, args.sklearn_epochs} - {args.epochs}):
             seconds, model = time_fits(FastbpMLP, fixed(epochs), X_train, y_train, 1)
@@ -177,10 +187,10 @@ def main(argv=None):
                      model.score(X_test.astype(args.sklearn_dtype), y_test)))
     base = {epochs: seconds for name, _, epochs, _, seconds, _ in rows
             if name == "fastbp sparse"}
-    print(f"\n{'':<20} {'dtype':<8} {'epochs':>6} {'fits':>4} {'s/epoch':>9} "
+    print(f"\n{'':<22} {'dtype':<8} {'epochs':>6} {'fits':>4} {'s/epoch':>9} "
           f"{'vs sparse':>9} {'test accuracy':>13}")
     for name, dtype, epochs, fits, seconds, accuracy in rows:
-        print(f"{name:<20} {dtype:<8} {epochs:>6} {fits:>4} {seconds:9.3f} "
+        print(f"{name:<22} {dtype:<8} {epochs:>6} {fits:>4} {seconds:9.3f} "
               f"{seconds / base[epochs]:8.1f}x {100 * accuracy:12.2f} %")
     print("s/epoch: fit time / epochs (the whole fit: validation, initial weights, every "
           "epoch), median over the fits; vs sparse: that over fastbp sparse's at the same epochs "
