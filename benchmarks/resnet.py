@@ -28,8 +28,8 @@ import numpy as np
 
 import fastbp
 from fastbp._native import VARIANT, core as _core
-from fastbp.benchmarks.run import (COOL_DOWN_S, cpu_name, summarize, thread_settings,
-                                   time_round_robin)
+from fastbp.benchmarks.report import cpu_name
+from fastbp.benchmarks.run import COOL_DOWN_S, summarize, thread_settings, time_round_robin
 from fastbp.benchmarks.threads import all_threads, require_threadpoolctl
 
 WIDTH, HIDDEN, BLOCKS, FEATURES, CLASSES = 256, 512, 4, 64, 10

@@ -1,8 +1,10 @@
 """Smoke tests of the benchmark runner (fastbp.benchmarks.run): it runs and writes its
 reports. No timing assertions: speed is measured by the runner, never asserted in tests."""
+import importlib
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +199,20 @@ def test_bandwidth_prints_the_step_floor(capsys):
     out = capsys.readouterr().out
     assert "387 parameters; an SGD-momentum step moves 0.0 MB" in out  # 20·16+16+16·3+3
     assert re.search(r"floor: \d+ us per step", out)
+
+
+BENCHMARK_MODULES = sorted(path.stem for path in
+                           (Path(__file__).parent.parent / "benchmarks").glob("*.py")
+                           if path.stem != "__init__")
+
+
+@pytest.mark.parametrize("name", BENCHMARK_MODULES)
+def test_every_benchmark_module_imports(name):
+    """A benchmark that no test runs still imports: the runner's split left
+    benchmarks/resnet.py importing names run.py no longer had."""
+    try:
+        importlib.import_module(f"fastbp.benchmarks.{name}")
+    except (ImportError, SystemExit) as error:  # an optional peer (torch, jax, ...) missing
+        if isinstance(error, ImportError) and (error.name or "").startswith("fastbp"):
+            raise  # a name or module of fastbp's own that is not there
+        pytest.skip(f"needs an optional package: {error}")
