@@ -54,15 +54,16 @@ def check_finite(array, name):
 def check_X(X, n_features, dtype, name="X"):
     """Return X as a finite, C-contiguous (n_samples, n_features) array of ``dtype``, or a
     scipy.sparse X as :class:`fastbp.sparse.SparseRows` (never densified)."""
-    if is_sparse(X):
-        return check_sparse_X(X, n_features, dtype, name)
-    array = as_array(X, name)
-    if array.ndim != 2:
+    sparse = is_sparse(X)
+    array = X if sparse else as_array(X, name)
+    if len(array.shape) != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}")
     if array.shape[0] == 0:
         raise ValueError(f"{name} has 0 samples")
     if array.shape[1] != n_features:
         raise ValueError(f"{name} has {array.shape[1]} features, but the model expects {n_features}")
+    if sparse:
+        return check_sparse_X(X, dtype, name)
     array = np.ascontiguousarray(array, dtype=dtype)
     check_finite(array, name)
     return array

@@ -60,17 +60,13 @@ class SparseRows:
         return csr_matrix((self.data, self.indices, self.indptr), shape=self.shape).toarray()
 
 
-def check_sparse_X(X, n_features, dtype, name="X"):
-    """X (any scipy.sparse format) as finite :class:`SparseRows` of ``dtype``, or an error
-    naming ``name``: a copy only where the format, index or value types differ."""
-    if isinstance(X, SparseRows):
-        return X
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} has 0 samples")
-    if X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features, but the model expects {n_features}")
+def check_sparse_X(X, dtype, name="X"):
+    """A 2-D X (any scipy.sparse format; its shape checked by fastbp.data.check_X) as finite
+    :class:`SparseRows` of ``dtype``, or an error naming ``name``: a copy only where the
+    format, index or value types differ."""
+    if isinstance(X, SparseRows):  # checked already, but perhaps for another dtype
+        return SparseRows(X.indptr, X.indices, X.data.astype(dtype, copy=False), X.shape)
+    n_features = X.shape[1]
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got {X.dtype} dtype")
     if n_features > _INT32_MAX:

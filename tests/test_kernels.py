@@ -622,7 +622,7 @@ def sparse_batch(dtype, n_in=67, n_out=13, rows=11, seed=0):
     batch[1] = batch[0]
     batch[2] = 5
     W = rng.standard_normal((n_in, n_out)).astype(dtype)
-    return (check_sparse_X(X, n_in, dtype), X.astype(np.float64), batch.astype(np.intp), W,
+    return (check_sparse_X(X, dtype), X.astype(np.float64), batch.astype(np.intp), W,
             rng.standard_normal(n_out).astype(dtype),
             rng.standard_normal((rows, n_out)).astype(dtype))
 

@@ -198,7 +198,7 @@ def test_the_workspace_holds_no_dense_batch_for_sparse_input():
 
 def test_the_input_is_not_densified_or_copied_when_canonical():
     X, _ = sparse_problem()
-    rows = check_sparse_X(X, 57, np.float64)
+    rows = check_sparse_X(X, np.float64)
     assert isinstance(rows, SparseRows)
     assert np.shares_memory(rows.data, X.data) and np.shares_memory(rows.indices, X.indices)
     np.testing.assert_array_equal(rows.toarray(), X.toarray())
@@ -241,7 +241,7 @@ def test_corrupt_csr_reaching_the_core_raises_instead_of_reading_out_of_bounds()
     X, y = sparse_problem(rows=20, features=10)
     model = fb.Sequential([fb.Dense(10, 3)], loss="mse", dtype="float64", seed=0)
     out = np.empty((20, 3))
-    rows = check_sparse_X(X, 10, np.float64)
+    rows = check_sparse_X(X, np.float64)
     corrupt = [
         SparseRows(rows.indptr, np.where(rows.indices == rows.indices[0], 10,
                                          rows.indices).astype(np.int32), rows.data, rows.shape),
