@@ -138,6 +138,9 @@ class Sequential:
         self._plan = Plan(specs, self._loss, _check_dtype(dtype))
         self._rng = check_seed(seed)
         self._optimizer = None
+        # fit's per-layer figures (History's grad_norm_<l> ...), taken on each epoch's last
+        # batch; fastbp.sklearn turns them off (it reports none: 9% of a digits fit)
+        self._layer_figures = True
         self._lock = threading.RLock()
         self._layers = self._bind_layers()
         self.stop_training = False   # a callback sets it to end fit after the current epoch

@@ -249,7 +249,8 @@ class Trainer:
         rates = optimizer.rates(plan.epochs, plan.steps, n_batches)
         self.progress.start_epoch(epoch, epochs, n)
         started, done, loss_sum, hits, batch = time.perf_counter(), 0, 0.0, 0.0, 0
-        telemetry = np.full((len(plan.dense_ops), 4), np.nan)
+        telemetry = (np.full((len(plan.dense_ops), 4), np.nan) if self.model._layer_figures
+                     else None)
         while done < n:
             if self._stop_requested():
                 self.progress.close()
@@ -285,7 +286,8 @@ class Trainer:
                 *self.validation, n_threads=team).items()})
         logs.update(lr=float(rates[-1]), epoch_time=elapsed,
                     samples_per_second=n / max(elapsed, 1e-12))
-        logs.update(layer_figures(telemetry, plan.dense_activations))
+        if telemetry is not None:
+            logs.update(layer_figures(telemetry, plan.dense_activations))
         if optimizer.schedule is not None:
             optimizer.schedule.end_epoch(logs.get("val_loss", logs["loss"]))
         self.progress.end_epoch(logs)

@@ -114,6 +114,7 @@ class _BaseMLP(_WeightAttributes, _ParameterChecks, _StochasticSolver, _LbfgsSol
     def _build_model(self, specs, parameters, seed):
         self.model_ = Sequential(specs, loss=self._objective.loss, dtype=self._np_dtype(),
                                  seed=seed)
+        self.model_._layer_figures = False  # the estimators report none
         for layer, (weight, bias) in zip(self._dense_layers(), parameters):
             layer.weight[...] = weight
             layer.bias[...] = bias
