@@ -237,7 +237,9 @@ class Adam(Optimizer):
         p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
     with ``t`` the 1-based update count and ``(beta1, beta2) = betas``. State: ``m`` then
-    ``v``.
+    ``v``. The core computes the last line as ``p - lr·c/(1 - beta1**t) · m / (sqrt(v) +
+    eps·c)``, ``c = sqrt(1 - beta2**t)``: the same step, with one division per element fewer
+    (the last bits can differ from torch's).
 
     Parameters
     ----------

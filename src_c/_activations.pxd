@@ -102,14 +102,14 @@ cdef inline floating gelu(floating z) noexcept nogil:
     """0.5·z·(1 + tanh u), u = √(2/π)·(z + 0.044715 z³) (torch.nn.GELU(approximate="tanh")),
     computed as z·sigmoid(2u), which is equal: one vectorisable exp, no tanh call, and no
     cancellation where tanh u nears -1."""
-    return z / (1 + fexp(-_gelu_2u(z)))
+    return z / (<floating> 1 + fexp(-_gelu_2u(z)))
 
 cdef inline floating gelu_prime(floating z) noexcept nogil:
     """From z: s + z·s(1-s)·2u', s = sigmoid(2u), 2u' = 2√(2/π)(1 + 3·0.044715 z²). The
     second term is dropped where s(1-s) is 0 (|z| past ~10), so a z whose square overflows
     gives 0 or 1, not 0·inf."""
-    cdef floating s = 1 / (1 + fexp(-_gelu_2u(z)))
-    cdef floating w = s * (1 - s)
+    cdef floating s = <floating> 1 / (<floating> 1 + fexp(-_gelu_2u(z)))
+    cdef floating w = s * (<floating> 1 - s)
     cdef floating t = z * w * (<floating> (2 * GELU_K) + <floating> (6 * GELU_K * GELU_C) * z * z)
     return s + (t if w != 0 else 0)
 
@@ -117,12 +117,12 @@ cdef inline floating gelu_prime(floating z) noexcept nogil:
 cdef inline floating swish(floating z) noexcept nogil:
     """z·sigmoid(z) (torch.nn.SiLU), as z / (1 + exp(-z)): an exp overflowing to inf gives
     -0, not NaN."""
-    return z / (1 + fexp(-z))
+    return z / (<floating> 1 + fexp(-z))
 
 cdef inline floating swish_prime(floating z) noexcept nogil:
     """From z: s·(1 + z(1 - s)), s = sigmoid(z); finite for every finite z."""
-    cdef floating s = 1 / (1 + fexp(-z))
-    return s * (1 + z * (1 - s))
+    cdef floating s = <floating> 1 / (<floating> 1 + fexp(-z))
+    return s * (<floating> 1 + z * (<floating> 1 - s))
 
 
 # ---------------------------------------------------------------- the layer loops
@@ -150,7 +150,7 @@ cdef inline void bias_act(floating *Z__bo, const floating *b__o, Py_ssize_t B, P
                 z[j] = v if v > 0 else slope * v
         elif act == ACT_SIGMOID:
             for j in range(O):
-                z[j] = 1 / (1 + fexp(-(z[j] + b__o[j])))
+                z[j] = <floating> 1 / (<floating> 1 + fexp(-(z[j] + b__o[j])))
         elif act == ACT_TANH:
             for j in range(O):
                 if floating is float:
@@ -196,11 +196,11 @@ cdef inline void act_backward(floating *D, const floating *A, const floating *Z,
     elif act == ACT_SIGMOID:
         for i in range(n):
             a = A[i]
-            D[i] = D[i] * (a * (1 - a))
+            D[i] = D[i] * (a * (<floating> 1 - a))
     elif act == ACT_TANH:
         for i in range(n):
             a = A[i]
-            D[i] = D[i] * (1 - a * a)
+            D[i] = D[i] * (<floating> 1 - a * a)
     elif act == ACT_GELU:
         for i in range(n):
             D[i] = D[i] * gelu_prime(Z[i])
@@ -223,9 +223,9 @@ cdef inline floating act_derivative(floating a, floating z, int act) noexcept no
     if act == ACT_LEAKY_RELU:
         return 1 if a > 0 else <floating> LEAKY_SLOPE
     if act == ACT_SIGMOID:
-        return a * (1 - a)
+        return a * (<floating> 1 - a)
     if act == ACT_TANH:
-        return 1 - a * a
+        return <floating> 1 - a * a
     if act == ACT_GELU:
         return gelu_prime(z)
     if act == ACT_SWISH:

@@ -193,7 +193,7 @@ cdef inline double binary_cross_entropy(floating *Z__bo, const floating *Y__no,
             correct += (v > 0) == (y[j] > <floating> 0.5)
             e = fexp(-fabs(v))
             total += (v if v > 0 else 0) - v * y[j] + log1p(e)
-            p = 1 / (1 + e) if v >= 0 else e / (1 + e)
+            p = <floating> 1 / (<floating> 1 + e) if v >= 0 else e / (<floating> 1 + e)
             z[j] = scale * (p - y[j])
     hits[0] += correct
     return total / O
@@ -299,7 +299,7 @@ cdef inline void output_activation(int loss, floating *Z__bo, Py_ssize_t B,
                 z[j] *= s
     elif loss == LOSS_BINARY_CROSS_ENTROPY:
         for i in range(B * O):
-            Z__bo[i] = 1 / (1 + fexp(-Z__bo[i]))
+            Z__bo[i] = <floating> 1 / (<floating> 1 + fexp(-Z__bo[i]))
     elif loss == LOSS_POISSON:
         for i in range(B * O):
             Z__bo[i] = fexp(Z__bo[i])

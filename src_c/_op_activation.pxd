@@ -27,7 +27,7 @@ cdef inline void act_copy(const floating *X, floating *A, Py_ssize_t n, int act)
             A[i] = v if v > 0 else slope * v
     elif act == ACT_SIGMOID:
         for i in range(n):
-            A[i] = 1 / (1 + fexp(-X[i]))
+            A[i] = <floating> 1 / (<floating> 1 + fexp(-X[i]))
     elif act == ACT_TANH:
         for i in range(n):
             A[i] = tanhf(X[i]) if floating is float else tanh(X[i])

@@ -66,14 +66,14 @@ cdef inline void batchnorm_update_running(const Op *op, floating *R, const float
                                           Py_ssize_t B) noexcept nogil:
     """running = (1 - momentum)·running + momentum·batch figure; the variance unbiased."""
     cdef Py_ssize_t j, n = op.n_in
-    cdef floating m = <floating> op.momentum
+    cdef floating m = <floating> op.momentum, keep = <floating> (1 - op.momentum)
     cdef floating unbias = <floating> (<double> B / (B - 1))
     cdef const floating *mean = T + op.aux
     cdef floating *running_mean = R + op.stats
     cdef floating *running_var = R + op.stats + n
     for j in range(n):
-        running_mean[j] = (1 - m) * running_mean[j] + m * mean[j]
-        running_var[j] = (1 - m) * running_var[j] + m * (mean[2 * n + j] * unbias)
+        running_mean[j] = keep * running_mean[j] + m * mean[j]
+        running_var[j] = keep * running_var[j] + m * (mean[2 * n + j] * unbias)
 
 
 cdef inline void batchnorm_prepare_inference(const Op *op, const floating *P, const floating *R,

@@ -108,7 +108,9 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
 # ---------------------------------------------------------------- the rules
 # Each runs over n entries. With write, it updates p and the state; without, it writes
 # nothing and returns 1 if any new value would be non-finite. `write` is loop-invariant, so
-# GCC unswitches the loop. wd is 0 over the biases.
+# GCC unswitches the loop. wd is 0 over the biases. Constants such as 1 - beta come in as
+# floating arguments: a literal 1 in the loop becomes Cython's C double 1.0, and the float32
+# loop then runs in double (Adam's step on 12.8M weights: 27.9 -> 18.7 ms on AVX2).
 
 cdef inline int _sgd_range(floating *p, const floating *g, floating *v, Py_ssize_t n,
                            floating lr, floating mu, floating wd, int nesterov,
@@ -143,19 +145,20 @@ cdef inline int _sgd_range(floating *p, const floating *g, floating *v, Py_ssize
 
 
 cdef inline int _adam_range(floating *p, const floating *g, floating *m, floating *v,
-                            Py_ssize_t n, floating step_size, floating b1, floating b2,
-                            floating sqrt_bias2, floating eps, floating wd, floating shrink,
+                            Py_ssize_t n, floating step_size, floating c1, floating b2,
+                            floating c2, floating eps, floating wd, floating shrink,
                             bint write, double *moved) noexcept nogil:
-    """Adam (wd: L2 added to g) and AdamW (shrink = 1 - lr·wd applied to p first)."""
+    """Adam (wd: L2 added to g) and AdamW (shrink = 1 - lr·wd applied to p first), as
+    p - step_size·m/(sqrt(v) + eps) with _rule's scaled step_size and eps (see there)."""
     cdef Py_ssize_t i
     cdef floating d, mn, vn, x, check
     cdef int bad = 0
     cdef double moved_sq = 0
     for i in range(n):
         d = g[i] + wd * p[i]
-        mn = m[i] + (1 - b1) * (d - m[i])   # torch's lerp form
-        vn = b2 * v[i] + (1 - b2) * d * d
-        x = shrink * p[i] - step_size * (mn / (_sqrt(vn) / sqrt_bias2 + eps))
+        mn = m[i] + c1 * (d - m[i])   # torch's lerp form
+        vn = b2 * v[i] + c2 * d * d
+        x = shrink * p[i] - step_size * (mn / (_sqrt(vn) + eps))
         if write:
             m[i] = mn
             v[i] = vn
@@ -170,7 +173,7 @@ cdef inline int _adam_range(floating *p, const floating *g, floating *m, floatin
 
 cdef inline int _rmsprop_range(floating *p, const floating *g, floating *sq, floating *buf,
                                floating *avg, Py_ssize_t n, floating lr, floating alpha,
-                               floating eps, floating mu, floating wd, bint write,
+                               floating c, floating eps, floating mu, floating wd, bint write,
                                double *moved) noexcept nogil:
     """RMSprop; centered where ``avg`` (the mean gradient) is given. Its variance
     sn - mn² is >= 0 in exact arithmetic but can round below 0, where torch's sqrt gives
@@ -181,10 +184,10 @@ cdef inline int _rmsprop_range(floating *p, const floating *g, floating *sq, flo
     cdef double moved_sq = 0
     for i in range(n):
         d = g[i] + wd * p[i]
-        sn = alpha * sq[i] + (1 - alpha) * d * d
+        sn = alpha * sq[i] + c * d * d
         var = sn
         if avg != NULL:
-            mn = avg[i] + (1 - alpha) * (d - avg[i])   # torch's lerp form
+            mn = avg[i] + c * (d - avg[i])   # torch's lerp form
             var = sn - mn * mn
             var = var if var > 0 else 0
         bn = d / (_sqrt(var) + eps)
@@ -238,19 +241,24 @@ cdef inline int _rule(const OptimizerStep *opt, floating *p, const floating *g, 
                       double *moved) noexcept nogil:
     """The optimizer's rule over p[0:n] (weights: decay applies), state slots s1, s2, s3.
     Without write, also puts Σ(new p - p)² in ``moved``."""
-    cdef double lr = opt.lr, wd = opt.weight_decay if weights else 0.0, bias1, bias2
+    cdef double lr = opt.lr, wd = opt.weight_decay if weights else 0.0, bias1, root2
     if opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
+        # torch's lr/bias1·m/(sqrt(v)/root2 + eps) times root2/root2: the same step in exact
+        # arithmetic (scikit-learn's form, its eps scaled by root2) with one division per
+        # element fewer: 0.86 -> 0.72 ns per element in cache (AVX2; last bits differ).
         bias1 = 1 - pow(opt.beta1, <double> opt.step)
-        bias2 = 1 - pow(opt.beta2, <double> opt.step)
-        return _adam_range(p, g, s1, s2, n, <floating> (lr / bias1), <floating> opt.beta1,
-                           <floating> opt.beta2, <floating> sqrt(bias2), <floating> opt.eps,
+        root2 = sqrt(1 - pow(opt.beta2, <double> opt.step))
+        return _adam_range(p, g, s1, s2, n, <floating> (lr * root2 / bias1),
+                           <floating> (1 - opt.beta1), <floating> opt.beta2,
+                           <floating> (1 - opt.beta2), <floating> (opt.eps * root2),
                            <floating> (wd if opt.code == OPT_ADAM else 0.0),
                            <floating> (1 - lr * wd if opt.code == OPT_ADAMW else 1.0), write,
                            moved)
     if opt.code == OPT_RMSPROP:  # slots: s, then b with momentum, then the mean if centered
         return _rmsprop_range(p, g, s1, s2 if opt.momentum != 0 else NULL,
                               (s3 if opt.momentum != 0 else s2) if opt.centered else NULL, n,
-                              <floating> lr, <floating> opt.alpha, <floating> opt.eps,
+                              <floating> lr, <floating> opt.alpha,
+                              <floating> (1 - opt.alpha), <floating> opt.eps,
                               <floating> opt.momentum, <floating> wd, write, moved)
     if opt.code == OPT_ADAGRAD:
         return _adagrad_range(p, g, s1, n, <floating> adagrad_rate(opt), <floating> opt.eps,
@@ -351,7 +359,7 @@ cdef inline bint bounded(const OptimizerStep *opt, double g_max, Bounds *bounds,
     ``after`` and return True if all stay below half the dtype's range (the caller passes
     that range in after.params)."""
     cdef double limit = after.params, lr = opt.lr, mu = opt.momentum, d, m, v, ratio, step
-    cdef double P = bounds.params, wd = opt.weight_decay
+    cdef double P = bounds.params, wd = opt.weight_decay, root2
     after.state1 = 0
     after.state2 = 0
     after.state3 = 0
@@ -359,8 +367,9 @@ cdef inline bint bounded(const OptimizerStep *opt, double g_max, Bounds *bounds,
         d = g_max + (wd * P if opt.code == OPT_ADAM else 0.0)
         m = opt.beta1 * bounds.state1 + (1 - opt.beta1) * d
         v = opt.beta2 * bounds.state2 + (1 - opt.beta2) * d * d
-        ratio = m / opt.eps   # the denominator is at least eps
-        step = lr / (1 - pow(opt.beta1, <double> opt.step)) * ratio
+        root2 = sqrt(1 - pow(opt.beta2, <double> opt.step))
+        ratio = m / (opt.eps * root2)   # the denominator is at least eps·root2 (_rule)
+        step = lr * root2 / (1 - pow(opt.beta1, <double> opt.step)) * ratio
         after.params = (abs(1 - lr * wd) * P if opt.code == OPT_ADAMW else P) + step
         after.state1, after.state2 = m, v
         return d * d < limit and v < limit and ratio < limit and after.params < limit

@@ -7,6 +7,7 @@ checked in float32 and float64 against a NumPy computation done in float64 from 
 (dtype-rounded) inputs. Shapes are never square, so a swapped operand or leading dimension
 cannot pass by accident.
 """
+import platform
 import zlib
 
 import numpy as np
@@ -672,3 +673,21 @@ def test_sparse_twins_refuse_rows_outside_X(core):
     batch[3] = 23
     with pytest.raises(ValueError, match="rows holds 23"):
         core._twin_sparse(rows, batch, W, b, D, np.empty_like(D), np.empty_like(W))
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64")
+                    or "baseline" not in _native.available(),
+                    reason="needs the x86-64 baseline core (no FMA contraction)")
+def test_float32_sigmoid_and_tanh_derivatives_compute_in_float32():
+    """dA·a(1 - a) and dA·(1 - a²) round in float32, as torch's float32 kernels do (a literal
+    1 in a Cython loop is the C double 1.0 and would compute them in double)."""
+    core = _native.load("baseline")
+    rng = rng_for("float32 derivatives")
+    A0 = rng.random(1001).astype(np.float32)
+    dA = rng.standard_normal(1001).astype(np.float32)
+    one = np.float32(1)
+    for act, expected in [(ActivationCode.SIGMOID, dA * (A0 * (one - A0))),
+                          (ActivationCode.TANH, dA * (one - A0 * A0))]:
+        A = A0.copy()
+        core._twin_act_backward(A, A[:0], dA, int(act))
+        np.testing.assert_array_equal(A, expected)

@@ -1,6 +1,7 @@
 """The optimizers: every compiled rule against its NumPy statement (benchmarks/
 numpy_optimizers.py) and against torch.optim, the refusal of non-finite steps, and their use
 through a model (state, step count, persistence)."""
+import platform
 import zlib
 
 import numpy as np
@@ -128,10 +129,12 @@ def test_centered_rmsprop_takes_a_variance_below_zero_as_zero(core, dtype):
 def test_overflowing_step_is_refused_untouched(core, name, dtype, where):
     optimizer = OPTIMIZERS[name]()
     big = np.finfo(dtype).max
-    params = np.full(N_PARAMS, 0.75 * big, dtype)
-    params[where] = -0.75 * big
-    grads = np.full(N_PARAMS, -1e3, dtype)  # every step points outward, and even a clipped
-    grads[where] = 1e3                        # or normalised one times lr = max overflows
+    params = np.full(N_PARAMS, 0.9 * big, dtype)
+    params[where] = -0.9 * big
+    # Every step points outward and overflows: the smallest, Adam's on a clipped gradient,
+    # moves by about 0.2·lr (lr = max) in exact arithmetic.
+    grads = np.full(N_PARAMS, -1e3, dtype)
+    grads[where] = 1e3
     state = optimizer.initial_state(N_PARAMS, dtype)
     state[...] = 0.5
     before = params.copy(), state.copy()
@@ -364,3 +367,48 @@ def test_optimizers_train_a_network(name):
     before = model.evaluate(X, y)["loss"]
     model.fit(X, y, epochs=15, batch_size=32, optimizer=OPTIMIZERS[name](), threads=1)
     assert model.evaluate(X, y)["loss"] < 0.7 * before
+
+
+# ---------------------------------------------------------------- float32 stays float32
+
+X86_BASELINE = platform.machine().lower() in ("x86_64", "amd64") and "baseline" in _native.available()
+
+
+@pytest.mark.skipif(not X86_BASELINE, reason="needs the x86-64 baseline core (no FMA contraction)")
+@pytest.mark.parametrize("name", ["adam-wd", "adamw", "rmsprop-centered"])
+def test_float32_rules_compute_in_float32(name):
+    """The float32 rules round every operation to float32, as torch's float32 kernels do:
+    a literal 1 in a Cython loop becomes the C double 1.0 and would run the loop in double
+    (slower, and other bits). The baseline core has no FMA, so NumPy's float32 arithmetic
+    in the same order must give the same bits."""
+    core = _native.load("baseline")
+    optimizer, f = OPTIMIZERS[name](), np.float32
+    rng = rng_for("float32 rules", name)
+    params = rng.standard_normal(4099).astype(f)
+    grads = rng.standard_normal(4099).astype(f)
+    state = (rng.random(optimizer.initial_state(4099, f).shape) + 0.1).astype(f)
+    p, g, s = params.copy(), grads.copy(), state.copy()
+    n_weights, lr, step = 4000, 0.01, 3
+    assert core._twin_update(optimizer, params, grads, state, n_weights, lr, step) == 0
+    wd = np.where(np.arange(4099) < n_weights, f(optimizer.weight_decay), f(0))
+    if name.startswith("adam"):
+        b1, b2 = optimizer.betas
+        root2 = np.sqrt(1 - b2 ** step)
+        m, v = s[:4099], s[4099:]
+        d = g + (wd * p if name == "adam-wd" else f(0))
+        m = m + f(1 - b1) * (d - m)
+        v = f(b2) * v + f(1 - b2) * d * d
+        shrink = np.where(np.arange(4099) < n_weights, f(1 - lr * optimizer.weight_decay), f(1)) \
+            if name == "adamw" else f(1)
+        p = shrink * p - f(lr * root2 / (1 - b1 ** step)) * (m / (np.sqrt(v) + f(optimizer.eps * root2)))
+        expected_state = np.concatenate([m, v])
+    else:
+        c = f(1 - optimizer.alpha)
+        sq, avg = s[:4099], s[4099:]
+        sq = f(optimizer.alpha) * sq + c * g * g
+        avg = avg + c * (g - avg)
+        var = np.maximum(sq - avg * avg, f(0))
+        p = p - f(lr) * (g / (np.sqrt(var) + f(optimizer.eps)))
+        expected_state = np.concatenate([sq, avg])
+    np.testing.assert_array_equal(params, p)
+    np.testing.assert_array_equal(state, expected_state)
