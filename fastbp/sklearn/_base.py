@@ -178,7 +178,6 @@ class _BaseMLP(_WeightAttributes, _ParameterChecks, _StochasticSolver, _LbfgsSol
         if pending is not None:
             specs, parameters = pending
             self._build_model(specs, parameters, int(rng.randint(np.iinfo(np.int32).max)))
-            self._best_parameters = self.model_.parameters.copy()
 
     # ------------------------------------------------------------------ inference
     def _output(self, X):

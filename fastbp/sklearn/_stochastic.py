@@ -80,8 +80,7 @@ class _StochasticSolver:
             self.best_loss_ = np.inf
             self.validation_scores_ = None
             self.best_validation_score_ = None
-        model = getattr(self, "model_", None)
-        self._best_parameters = None if model is None else model.parameters.copy()
+        self._best_parameters = None  # early stopping's best validated weights, copied on use
 
     def _fit_stochastic(self, X, targets, sample_weight, incremental, rng, pending,
                         validation_data):
@@ -119,6 +118,8 @@ class _StochasticSolver:
             extra = dict(sample_weight=sample_weight_train, sample_weight_reduction="weights")
         self.n_iter_ = 0
         early_stopping = self.early_stopping and validation is not None
+        if early_stopping and self._best_parameters is None:
+            self._best_parameters = self.model_.parameters.copy()
         try:
             history = self.model_.fit(
                 X_train, train.fastbp, epochs=1 if incremental else self.max_iter,
@@ -237,7 +238,7 @@ class _StochasticSolver:
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
                 if self.early_stopping:
-                    self._best_parameters = self.model_.parameters.copy()
+                    self._best_parameters[...] = self.model_.parameters
             if self.early_stopping:
                 return
         if self.loss_curve_[-1] > self.best_loss_ - self.tol:
