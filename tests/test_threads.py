@@ -50,7 +50,7 @@ def blas_settings(monkeypatch):
         return real(count)
 
     monkeypatch.setattr(threads, "blas_threads", spy)
-    monkeypatch.setattr("fastbp.model.blas_threads", spy)
+    monkeypatch.setattr("fastbp.model_training.blas_threads", spy)
     return seen
 
 

@@ -17,6 +17,10 @@ The steps, each printed with its time:
 4. pytest on this checkout's tests/ from outside the checkout (``--import-mode=importlib``:
    they import the installed wheel; the script checks where fastbp was imported from).
 
+First, where ``cibuildwheel`` is installed, ``cibuildwheel --print-build-identifiers`` for
+Linux, macOS and Windows reads pyproject.toml's ``[tool.cibuildwheel]`` and lists the wheels
+it would build (running it needs Docker or Podman for Linux, and macOS or Windows hosts).
+
 This lives in tools/, not benchmarks/: benchmarks/ ships inside the package as
 fastbp.benchmarks, and this script needs the source tree it builds from.
 """
@@ -45,6 +49,22 @@ def step(title, command, env=None, cwd=None):
     if done.returncode != 0:
         raise SystemExit(f"wheel_check: step failed: {title}")
     return seconds
+
+
+def cibuildwheel_identifiers():
+    """The wheels cibuildwheel's configuration selects on each platform (no build)."""
+    if subprocess.run([sys.executable, "-m", "cibuildwheel", "--help"],
+                      capture_output=True).returncode:
+        print("cibuildwheel is not installed: its configuration was not read "
+              "(pip install cibuildwheel)")
+        return
+    for platform in ("linux", "macos", "windows"):
+        done = subprocess.run([sys.executable, "-m", "cibuildwheel", "--print-build-identifiers",
+                               "--platform", platform, ROOT], capture_output=True, text=True)
+        if done.returncode != 0 or not done.stdout.split():
+            raise SystemExit(f"wheel_check: cibuildwheel selects no {platform} wheels:\n"
+                             f"{done.stdout}{done.stderr}")
+        print(f"cibuildwheel, {platform}: {' '.join(done.stdout.split())}")
 
 
 def no_compiler_env(venv_bin):
@@ -85,6 +105,7 @@ def main(argv=None):
     os.makedirs(work, exist_ok=True)
     dist, wheelhouse, venv = (os.path.join(work, name) for name in ("dist", "wheelhouse", "venv"))
     times = {}
+    cibuildwheel_identifiers()
     try:
         times["sdist + wheel from the sdist"] = step(
             "1. sdist, then the wheel built from it",
