@@ -47,8 +47,13 @@ def dropout_threshold(rate):
     32-bit draw is below ``floor(rate * 2**32)`` (0: no dropout)."""
     return min(int(rate * 2.0 ** 32), 2 ** 32 - 1)
 
-#: Prediction runs in chunks whose workspace holds at most this many elements (16 MB float32).
+#: Prediction runs in chunks whose workspace holds at most this many elements (16 MB float32),
+#: or for a bigger model up to four times its parameter count, capped at the second figure
+#: (128 MB float32): each chunk's GEMMs pack the weights again, so chunks must not shrink as
+#: the weights grow (2048-2048-2048-10 on 16384 rows, one thread: 409-row chunks 1901 ms,
+#: 2048-row 1655 ms, 4096-row 1607 ms; PyTorch 1641 ms).
 PREDICT_WORKSPACE_ELEMENTS = 1 << 22
+PREDICT_WORKSPACE_MAX_ELEMENTS = 1 << 25
 
 
 def flatten(specs):
@@ -234,7 +239,9 @@ class Plan:
     def predict_rows(self, n_rows, sparse=False):
         """Chunk size for forward passes over ``n_rows`` rows (dense or ``sparse``)."""
         length = self.sparse_row_length if sparse else self.row_length
-        return min(n_rows, max(self.capacity_for(sparse), PREDICT_WORKSPACE_ELEMENTS // length, 1))
+        budget = max(PREDICT_WORKSPACE_ELEMENTS,
+                     min(4 * self.n_params, PREDICT_WORKSPACE_MAX_ELEMENTS))
+        return min(n_rows, max(self.capacity_for(sparse), budget // length, 1))
 
     def reset_state(self, optimizer):
         """Fresh optimizer state (and step and epoch counts) for ``optimizer``."""
