@@ -98,6 +98,8 @@ class Plan:
         self.row_length = _core.workspace_row_length(self.table, self.reals)
         # sparse input is read where it lies: no gathered batch block (fastbp.sparse)
         self.sparse_row_length = _core.workspace_row_length(self.table, self.reals, sparse=True)
+        dense = self.table[self.dense_ops]
+        self._largest_product = int((dense[:, N_IN] * dense[:, N_OUT]).max())  # every call asks
         self.params = np.zeros(self.n_params, dtype=self.dtype)
         self.grads = np.zeros(self.n_params, dtype=self.dtype)
         self.state = np.zeros(0, dtype=self.dtype)
@@ -223,8 +225,7 @@ class Plan:
 
     def largest_gemm_flops(self, rows):
         """Floating-point operations of the step's largest GEMM on ``rows`` rows."""
-        dense = self.table[self.dense_ops]
-        return 2 * rows * int((dense[:, N_IN] * dense[:, N_OUT]).max())
+        return 2 * rows * self._largest_product
 
     def workspace_bytes(self, rows):
         return (rows * self.row_length + self.scratch.shape[0]) * self.dtype.itemsize

@@ -116,6 +116,9 @@ def blas_threads(threads):
         return
     libraries = _scipy_blas()
     previous = [lib.num_threads for lib in libraries]
+    if all(count == threads for count in previous):  # nothing to set or restore
+        yield
+        return
     try:
         for lib in libraries:
             lib.set_num_threads(threads)
