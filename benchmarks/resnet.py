@@ -7,7 +7,7 @@ The network (NeurIPS 2021, "Revisiting deep learning models for tabular data"): 
 256), then 4 blocks of BatchNorm -> Dense(256, 512, relu) -> Dropout(0.1) -> Dense(512, 256)
 -> Dropout(0.1) added to the block's input, then BatchNorm -> ReLU -> Dense(256, 10);
 softmax cross-entropy, AdamW (lr 1e-3, weight decay 1e-5), batch 256, 16384 random rows,
-float32. Timed, interleaved with the runner's method (``run.time_round_robin``: warm-up,
+float32. Timed, interleaved with the runner's method (``timing.time_round_robin``: warm-up,
 round-robin order, a pause between calls at 2 threads; medians, and medians of ratios to the
 roofline paired per repeat):
 
@@ -29,7 +29,8 @@ import numpy as np
 import fastbp
 from fastbp._native import VARIANT, core as _core
 from fastbp.benchmarks.report import cpu_name
-from fastbp.benchmarks.run import COOL_DOWN_S, summarize, thread_settings, time_round_robin
+from fastbp.benchmarks.run import thread_settings
+from fastbp.benchmarks.timing import COOL_DOWN_S, summarize, time_round_robin
 from fastbp.benchmarks.threads import all_threads, require_threadpoolctl
 
 WIDTH, HIDDEN, BLOCKS, FEATURES, CLASSES = 256, 512, 4, 64, 10

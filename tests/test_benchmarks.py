@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("threadpoolctl")
-from fastbp.benchmarks import configs, implementations, run  # noqa: E402
+from fastbp.benchmarks import configs, implementations, run, timing  # noqa: E402
 from fastbp.benchmarks.report import markdown_table  # noqa: E402
 
 SMOKE_ARGS = ["--quick", "--configs", "tiny", "--threads", "1", "--repeats", "1",
@@ -68,7 +68,7 @@ def test_report_names_thread_pools_and_kernels(smoke_report):
 
 
 def test_paired_ratio_is_the_median_of_per_repeat_ratios():
-    summary = run.summarize({"roofline": [1.0, 10.0, 10.0], "x": [2.0, 11.0, 20.0]}, "roofline")
+    summary = timing.summarize({"roofline": [1.0, 10.0, 10.0], "x": [2.0, 11.0, 20.0]}, "roofline")
     assert summary["x"]["ratios"] == [2.0, 1.1, 2.0]
     assert summary["x"]["median_ratio"] == 2.0  # not median(x) / median(roofline) = 1.1
     assert summary["x"]["median_s"] == 11.0
@@ -78,7 +78,7 @@ def test_paired_ratio_is_the_median_of_per_repeat_ratios():
 def test_round_robin_rotates_the_order():
     calls = []
     tasks = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    times = run.time_round_robin(tasks, repeats=3)
+    times = timing.time_round_robin(tasks, repeats=3)
     assert calls == list("abc") + list("abc") + list("bca") + list("cab")
     assert all(len(values) == 3 for values in times.values())
 
