@@ -371,7 +371,8 @@ def test_optimizers_train_a_network(name):
 
 # ---------------------------------------------------------------- float32 stays float32
 
-X86_BASELINE = platform.machine().lower() in ("x86_64", "amd64") and "baseline" in _native.available()
+X86_BASELINE = (platform.machine().lower() in ("x86_64", "amd64")
+                and "baseline" in _native.available())
 
 
 @pytest.mark.skipif(not X86_BASELINE, reason="needs the x86-64 baseline core (no FMA contraction)")
@@ -381,34 +382,29 @@ def test_float32_rules_compute_in_float32(name):
     a literal 1 in a Cython loop becomes the C double 1.0 and would run the loop in double
     (slower, and other bits). The baseline core has no FMA, so NumPy's float32 arithmetic
     in the same order must give the same bits."""
-    core = _native.load("baseline")
-    optimizer, f = OPTIMIZERS[name](), np.float32
+    core, f, n, n_weights, lr, step = _native.load("baseline"), np.float32, 4099, 4000, 0.01, 3
+    optimizer = OPTIMIZERS[name]()
     rng = rng_for("float32 rules", name)
-    params = rng.standard_normal(4099).astype(f)
-    grads = rng.standard_normal(4099).astype(f)
-    state = (rng.random(optimizer.initial_state(4099, f).shape) + 0.1).astype(f)
-    p, g, s = params.copy(), grads.copy(), state.copy()
-    n_weights, lr, step = 4000, 0.01, 3
+    params, grads = rng.standard_normal(n).astype(f), rng.standard_normal(n).astype(f)
+    state = (rng.random(optimizer.initial_state(n, f).shape) + 0.1).astype(f)
+    p, g, first, second = params.copy(), grads.copy(), state[:n].copy(), state[n:].copy()
     assert core._twin_update(optimizer, params, grads, state, n_weights, lr, step) == 0
-    wd = np.where(np.arange(4099) < n_weights, f(optimizer.weight_decay), f(0))
-    if name.startswith("adam"):
-        b1, b2 = optimizer.betas
-        root2 = np.sqrt(1 - b2 ** step)
-        m, v = s[:4099], s[4099:]
-        d = g + (wd * p if name == "adam-wd" else f(0))
-        m = m + f(1 - b1) * (d - m)
-        v = f(b2) * v + f(1 - b2) * d * d
-        shrink = np.where(np.arange(4099) < n_weights, f(1 - lr * optimizer.weight_decay), f(1)) \
-            if name == "adamw" else f(1)
-        p = shrink * p - f(lr * root2 / (1 - b1 ** step)) * (m / (np.sqrt(v) + f(optimizer.eps * root2)))
-        expected_state = np.concatenate([m, v])
-    else:
+    is_weight = np.arange(n) < n_weights
+    if name.startswith("adam"):  # the core's form: see Adam's docstring
+        (b1, b2), root2 = optimizer.betas, np.sqrt(1 - optimizer.betas[1] ** step)
+        decay = f(optimizer.weight_decay) if name == "adam-wd" else f(0)
+        d = g + np.where(is_weight, decay, f(0)) * p
+        first = first + f(1 - b1) * (d - first)
+        second = f(b2) * second + f(1 - b2) * d * d
+        shrink = (np.where(is_weight, f(1 - lr * optimizer.weight_decay), f(1))
+                  if name == "adamw" else f(1))
+        p = shrink * p - f(lr * root2 / (1 - b1 ** step)) * (
+            first / (np.sqrt(second) + f(optimizer.eps * root2)))
+    else:  # centered RMSprop: slots are the mean square, then the mean gradient
         c = f(1 - optimizer.alpha)
-        sq, avg = s[:4099], s[4099:]
-        sq = f(optimizer.alpha) * sq + c * g * g
-        avg = avg + c * (g - avg)
-        var = np.maximum(sq - avg * avg, f(0))
+        first = f(optimizer.alpha) * first + c * g * g
+        second = second + c * (g - second)
+        var = np.maximum(first - second * second, f(0))
         p = p - f(lr) * (g / (np.sqrt(var) + f(optimizer.eps)))
-        expected_state = np.concatenate([sq, avg])
     np.testing.assert_array_equal(params, p)
-    np.testing.assert_array_equal(state, expected_state)
+    np.testing.assert_array_equal(state, np.concatenate([first, second]))
