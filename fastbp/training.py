@@ -251,6 +251,9 @@ class Trainer:
         started, done, loss_sum, hits, batch = time.perf_counter(), 0, 0.0, 0.0, 0
         telemetry = (np.full((len(plan.dense_ops), 4), np.nan) if self.model._layer_figures
                      else None)
+        # The overflow bounds pass from chunk to chunk: nothing else writes the parameters
+        # within an epoch (callbacks run between epochs, so each epoch measures afresh).
+        bounds = np.full(4, -1.0)
         while done < n:
             if self._stop_requested():
                 self.progress.close()
@@ -265,7 +268,7 @@ class Trainer:
                 rates[batch:], plan.steps, row0=done, row1=end, n_threads=threads,
                 telemetry=telemetry if end == n else None,  # the epoch's last batch only
                 sample_weight=self.weights, training_step=plan.training_steps,
-                by_weight_sum=self.by_weight_sum, loss_sum=loss_sum, hits=hits)
+                by_weight_sum=self.by_weight_sum, loss_sum=loss_sum, hits=hits, bounds=bounds)
             plan.steps += chunk_done
             plan.training_steps += chunk_done
             raise_for_status(status, batch + chunk_done, f"epoch {epoch + 1}")

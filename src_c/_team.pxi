@@ -313,6 +313,8 @@ cdef void _team_epoch(Team *tm, floating *P, floating *G, floating *S, floating 
         n_batches += 1
         start += B
         _sync(n)  # the step is done before the next batch's gather and forward
+    if t == 0:  # every thread carried the same bounds; train_epoch may hand them on
+        tm.bounds = bounds
 
 
 cdef void _team_infer(Net *net, const floating *P, floating *T, floating *ws,

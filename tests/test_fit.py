@@ -70,6 +70,41 @@ def test_chunked_calls_train_exactly_like_whole_epochs(monkeypatch):
     assert results[0][2] == results[1][2] == 45
 
 
+def test_train_epoch_hands_on_its_overflow_bounds():
+    """train_epoch(bounds=...) measures the bounds when bounds[0] < 0, leaves the bounds
+    after its last step there (upper bounds on max|parameter| and max|state slot|), and a
+    chunk started from them trains exactly like one that measures afresh."""
+    from fastbp._native import core
+    X, y = problem()
+    X, labels = X.astype(np.float32), y.astype(np.intp)
+    runs = []
+    for carry in (True, False):
+        m, optimizer = model(dtype="float32"), fb.Adam(lr=0.05)
+        m._use_optimizer(optimizer)
+        plan = m._plan
+        plan.ensure_capacity(16)
+        bounds = np.full(4, -1.0)
+        for row0 in range(0, 240, 48):
+            if not carry:
+                bounds[:] = -1.0
+            status, _, done, _ = core.train_epoch(
+                plan, X, np.zeros((0, 0), np.float32), labels, np.zeros(0, np.intp), 16,
+                optimizer, np.full(3, 0.05), plan.steps, row0=row0, row1=row0 + 48,
+                bounds=bounds)
+            assert status == 0 and done == 3
+            plan.steps += done
+            n = plan.n_params
+            assert bounds[0] >= np.abs(plan.params).max()
+            assert bounds[1] >= np.abs(plan.state[:n]).max()
+            assert bounds[2] >= np.abs(plan.state[n:]).max()
+        runs.append((plan.params.copy(), plan.state.copy()))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    with pytest.raises(ValueError, match="bounds must hold 4 values"):
+        core.train_epoch(plan, X, np.zeros((0, 0), np.float32), labels, np.zeros(0, np.intp),
+                         16, optimizer, np.full(15, 0.05), plan.steps, bounds=np.zeros(3))
+
+
 # ---------------------------------------------------------------- validation
 
 def test_validation_data_is_evaluated_after_every_epoch():
